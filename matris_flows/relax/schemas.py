@@ -1,0 +1,100 @@
+"""Output documents of the relaxation stage (emmet style: every field described)."""
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+from pymatgen.core import Structure
+
+from matris_flows.potentials.naming import EnergyConvention
+
+
+class RelaxStatus(StrEnum):
+    """Outcome of one structure's relaxation."""
+
+    CONVERGED = "converged"
+    NOT_CONVERGED = "not_converged"
+    FAILED = "failed"
+
+
+class RelaxSettings(BaseModel):
+    """Relaxation settings, recorded with every result.
+
+    Defaults follow the MatRIS Matbench Discovery runs: FIRE + FrechetCellFilter,
+    fmax 0.05 eV/Å, at most 500 steps.
+    """
+
+    optimizer: str = Field("FIRE", description="ASE optimizer name (FIRE, BFGS, LBFGS, ...).")
+    cell_filter: str = Field("FrechetCellFilter", description="ASE filter used when the cell relaxes.")
+    relax_cell: bool = Field(True, description="Relax lattice vectors as well as positions.")
+    fmax: float = Field(0.05, gt=0, description="Force (and cell-force) convergence threshold, eV/Å.")
+    max_steps: int = Field(500, ge=0, description="Maximum number of optimizer steps.")
+    fix_symmetry: bool = Field(False, description="Keep the input space group (ASE FixSymmetry).")
+    symprec: float = Field(1e-3, gt=0, description="Symmetry tolerance for fix_symmetry, Å.")
+    engine: str = Field("auto", description="'ase' (per structure), 'torchsim' (batched) or 'auto'.")
+    min_distance: float = Field(0.5, gt=0, description="Interatomic distances below this (Å) fail the input.")
+    max_volume_ratio: float = Field(
+        3.0, gt=1, description="A relaxation whose volume changes by more than this factor is failed."
+    )
+
+
+class PotentialInfo(BaseModel):
+    """Provenance of the potential that produced a result."""
+
+    name: str = Field(description="Potential name as given (MatRIS key, checkpoint path, chgnet, import path).")
+    kind: str = Field(description="How it was loaded (matris_key, matris_checkpoint, chgnet, ase, ...).")
+    checkpoint_path: str | None = Field(None, description="Weights file that was loaded, if any.")
+    checkpoint_sha256: str | None = Field(None, description="SHA-256 of the weights file.")
+    device: str = Field(description="Torch device the model ran on.")
+    energy_convention: EnergyConvention = Field(description="Whether MP2020 corrections apply to its energies.")
+    package_versions: dict[str, str] = Field(default_factory=dict, description="Versions of the packages involved.")
+
+
+class RelaxationDocument(BaseModel):
+    """One structure's relaxation: input, result, status and provenance."""
+
+    candidate_id: str = Field(description="Stable id of the candidate (the key later stages join on).")
+    formula: str = Field(description="Reduced formula of the input structure.")
+    chemsys: str = Field(description="Chemical system, elements sorted and joined by '-'.")
+    nsites: int = Field(description="Number of sites in the cell.")
+    status: RelaxStatus = Field(description="converged, not_converged or failed.")
+    failure_reason: str | None = Field(None, description="Why the relaxation failed or did not converge.")
+    input_structure: Structure = Field(description="Structure before relaxation.")
+    structure: Structure | None = Field(None, description="Relaxed structure (last frame if not converged).")
+    energy: float | None = Field(None, description="Total energy of the relaxed structure, eV (model convention).")
+    energy_per_atom: float | None = Field(None, description="Energy per atom, eV/atom.")
+    forces: list[list[float]] | None = Field(None, description="Final forces, eV/Å.")
+    stress: list[list[float]] | None = Field(None, description="Final stress tensor, GPa (ASE sign convention).")
+    magmoms: list[float] | None = Field(None, description="Final magnetic moments, μB, where the model predicts them.")
+    max_force: float | None = Field(None, description="Largest final atomic force norm, eV/Å.")
+    volume_ratio: float | None = Field(None, description="Relaxed over input volume.")
+    n_steps: int = Field(0, description="Optimizer steps taken.")
+    wall_time_s: float = Field(0.0, description="Wall time spent on this structure, s (shared time split evenly when batched).")
+    engine: str = Field(description="Engine that relaxed it: 'ase' or 'torchsim'.")
+    potential: PotentialInfo = Field(description="Model, checkpoint hash and package versions.")
+    settings: RelaxSettings = Field(description="Relaxation settings used.")
+    trajectory_stored: bool = Field(False, description="Whether the trajectory went to the data store.")
+
+    @property
+    def succeeded(self) -> bool:
+        """True when a relaxed structure and energy exist (converged or not)."""
+        return self.status is not RelaxStatus.FAILED and self.energy is not None
+
+
+class RelaxTrajectory(BaseModel):
+    """Relaxation frames of one candidate; large, so stored under the 'data' store key."""
+
+    candidate_id: str = Field(description="Candidate the frames belong to.")
+    energies: list[float] = Field(description="Total energy per frame, eV.")
+    cells: list[list[list[float]]] = Field(description="Lattice matrix per frame, Å.")
+    positions: list[list[list[float]]] = Field(description="Cartesian positions per frame, Å.")
+
+
+class RelaxBatchOutput(BaseModel):
+    """Output of one relaxation job: a chunk of candidates."""
+
+    documents: list[RelaxationDocument] = Field(description="One document per input structure, in input order.")
+    trajectories: list[RelaxTrajectory] | None = Field(
+        None, description="Per-candidate trajectories (stored in the 'data' additional store)."
+    )
+    n_converged: int = Field(0, description="How many converged.")
+    n_failed: int = Field(0, description="How many failed.")
