@@ -1,0 +1,88 @@
+"""Relax a list of structures with the best engine available for the potential and device."""
+
+import logging
+from collections.abc import Sequence
+
+from pymatgen.core import Structure
+
+from matris_flows.potentials.loader import Potential, load_potential
+from matris_flows.potentials.naming import DEFAULT_POTENTIAL
+from matris_flows.relax import ase_engine, torchsim_engine
+from matris_flows.relax.checks import input_problem
+from matris_flows.relax.documents import failed_document, structure_fingerprint
+from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings, RelaxTrajectory
+
+logger = logging.getLogger(__name__)
+
+
+def choose_engine(settings: RelaxSettings, potential: Potential) -> str:
+    """'torchsim' where batching pays (a GPU, or asked for) and is supported, else 'ase'.
+
+    On CPU one batched forward of many cells costs about as much as separate calls
+    (measured with MatRIS), so ``auto`` batches only on GPUs.
+    """
+    if settings.engine == "ase":
+        return "ase"
+    batched_ok = torchsim_engine.supports(settings, potential)
+    if settings.engine == "torchsim":
+        if not batched_ok:
+            logger.warning("torchsim engine cannot run these settings/potential; using ase")
+        return "torchsim" if batched_ok else "ase"
+    return "torchsim" if batched_ok and potential.device.startswith("cuda") else "ase"
+
+
+def relax_with_trajectories(
+    structures: Sequence[Structure],
+    potential: str | Potential = DEFAULT_POTENTIAL,
+    settings: RelaxSettings | None = None,
+    candidate_ids: Sequence[str] | None = None,
+    device: str = "auto",
+    keep_trajectories: bool = False,
+) -> tuple[list[RelaxationDocument], list[RelaxTrajectory] | None]:
+    """Relax ``structures``; return one document per structure (input order) and optional trajectories.
+
+    Bad inputs and model failures become FAILED documents; the other structures finish.
+    Trajectories are recorded by the per-structure engine only.
+    """
+    settings = settings or RelaxSettings()
+    potential = potential if isinstance(potential, Potential) else load_potential(potential, device=device)
+    ids = list(candidate_ids) if candidate_ids is not None else [structure_fingerprint(s) for s in structures]
+    if len(ids) != len(structures):
+        raise ValueError(f"{len(structures)} structures but {len(ids)} candidate ids")
+    engine = "ase" if keep_trajectories else choose_engine(settings, potential)
+
+    documents: list[RelaxationDocument | None] = [None] * len(structures)
+    trajectories: list[RelaxTrajectory] = []
+    batch: list[int] = []
+    for index, structure in enumerate(structures):
+        if engine == "ase":
+            documents[index], trajectory = ase_engine.relax_one(structure, ids[index], potential, settings, keep_trajectories)
+            if trajectory is not None:
+                trajectories.append(trajectory)
+            continue
+        problem = input_problem(structure, potential.unsupported_elements([e.symbol for e in structure.composition]), settings)
+        if problem:
+            documents[index] = failed_document(ids[index], structure, problem, potential, settings, torchsim_engine.ENGINE)
+        else:
+            batch.append(index)
+
+    if batch:
+        try:
+            batched = torchsim_engine.relax_batch([structures[i] for i in batch], [ids[i] for i in batch], potential, settings)
+        except Exception as exc:  # one bad cell can break a whole batched call: redo the chunk one by one
+            logger.warning("batched relaxation failed (%s: %s); relaxing one by one", type(exc).__name__, exc)
+            batched = [ase_engine.relax_one(structures[i], ids[i], potential, settings)[0] for i in batch]
+        for index, document in zip(batch, batched, strict=True):
+            documents[index] = document
+    return documents, (trajectories if keep_trajectories else None)
+
+
+def relax_structures(
+    structures: Sequence[Structure],
+    potential: str | Potential = DEFAULT_POTENTIAL,
+    settings: RelaxSettings | None = None,
+    candidate_ids: Sequence[str] | None = None,
+    device: str = "auto",
+) -> list[RelaxationDocument]:
+    """Relax ``structures`` and return one :class:`RelaxationDocument` per structure, in order."""
+    return relax_with_trajectories(structures, potential, settings, candidate_ids, device)[0]

@@ -1,0 +1,60 @@
+"""jobflow Makers for the relaxation stage: one job relaxes a chunk of candidates."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobflow import Maker, job
+from pymatgen.core import Structure
+
+from matris_flows.potentials.loader import load_potential
+from matris_flows.potentials.naming import DEFAULT_POTENTIAL
+from matris_flows.relax.engine import relax_with_trajectories
+from matris_flows.relax.schemas import RelaxBatchOutput, RelaxSettings, RelaxStatus
+
+# Trajectories go to the JobStore's "data" additional store, keeping documents far
+# below MongoDB's 16 MB limit (the atomate2 force-field convention).
+_DATA_OBJECTS = ["trajectories"]
+
+
+@dataclass
+class RelaxMaker(Maker):
+    """Relax a list of structures with one potential in one job.
+
+    Parameters
+    ----------
+    name
+        Job name.
+    potential
+        Potential name (see :mod:`matris_flows.potentials.naming`).
+    settings
+        Optimizer, filter, fmax, steps, cell relaxation, symmetry, engine.
+    device
+        ``auto`` (CUDA when present), ``cpu`` or ``cuda[:n]``.
+    store_trajectories
+        Keep every frame, stored under the ``data`` store key.
+    potential_options
+        Per-potential loader options (e.g. MatRIS ``mode``, ``tf32``).
+    """
+
+    name: str = "matris relax"
+    potential: str = DEFAULT_POTENTIAL
+    settings: RelaxSettings = field(default_factory=RelaxSettings)
+    device: str = "auto"
+    store_trajectories: bool = False
+    potential_options: dict[str, Any] = field(default_factory=dict)
+
+    @job(data=_DATA_OBJECTS, output_schema=RelaxBatchOutput)
+    def make(self, structures: list[Structure], candidate_ids: list[str] | None = None) -> RelaxBatchOutput:
+        """Relax ``structures`` (optionally keyed by ``candidate_ids``); one document per structure."""
+        potential = load_potential(self.potential, device=self.device, **self.potential_options)
+        documents, trajectories = relax_with_trajectories(
+            structures, potential, self.settings, candidate_ids, keep_trajectories=self.store_trajectories
+        )
+        for document in documents:
+            document.trajectory_stored = self.store_trajectories and document.status is not RelaxStatus.FAILED
+        return RelaxBatchOutput(
+            documents=documents,
+            trajectories=trajectories,
+            n_converged=sum(d.status is RelaxStatus.CONVERGED for d in documents),
+            n_failed=sum(d.status is RelaxStatus.FAILED for d in documents),
+        )
