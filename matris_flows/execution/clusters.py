@@ -1,0 +1,262 @@
+"""Dask clusters for running flows: a local default, an existing scheduler, SLURM, PBS.
+
+Each Dask worker is one process running one task at a time (``threads_per_worker=1``)
+so a potential, cached per process by its loader, is loaded once per worker and
+reused by every job the worker runs.  Native thread pools are pinned so that
+workers x threads <= cores: through the worker environment (before numpy/torch are
+imported there) and through :class:`PinThreadsPlugin` for torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from distributed import Client, WorkerPlugin
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from matris_flows.potentials.threads import (
+    available_cores,
+    pin_threads,
+    thread_env,
+    threads_per_process,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class PinThreadsPlugin(WorkerPlugin):
+    """Cap BLAS/OpenMP/torch threads of every worker process at ``n_threads``."""
+
+    idempotent = True
+
+    def __init__(self, n_threads: int):
+        self.n_threads = n_threads
+
+    def setup(self, worker) -> None:
+        try:
+            pin_threads(self.n_threads)
+        except ImportError:  # torch-free worker: the environment variables suffice
+            os.environ.update(thread_env(self.n_threads))
+
+
+class AssignGPUPlugin(WorkerPlugin):
+    """Give each worker process its own GPU(s), so each holds one model instance.
+
+    Worker ``k`` of the ``workers_per_node`` on a node (``k`` is the trailing number
+    of its name: ``0, 1, ...`` in a LocalCluster, ``<job>-0, <job>-1`` for the
+    processes of a batch job) gets the ``k``-th slice of the devices visible to the
+    node (``CUDA_VISIBLE_DEVICES`` as set by the batch system, else all).  Runs
+    before any job initialises CUDA in the process.
+    """
+
+    idempotent = True
+
+    def __init__(self, gpus_per_worker: int, workers_per_node: int):
+        self.gpus_per_worker = gpus_per_worker
+        self.workers_per_node = workers_per_node
+
+    def setup(self, worker) -> None:
+        try:
+            rank = int(str(worker.name).rsplit("-", 1)[-1]) % self.workers_per_node
+        except ValueError:
+            return
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        devices = (
+            visible.split(",") if visible else [str(i) for i in range(_visible_gpus())]
+        )
+        mine = devices[rank * self.gpus_per_worker : (rank + 1) * self.gpus_per_worker]
+        if mine:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(mine)
+
+
+class ExecutionProfile(BaseModel):
+    """Where and with what resources the Dask workers run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["local", "address", "slurm", "pbs"] = Field(
+        "local",
+        description="local: a LocalCluster on this machine; address: connect to a "
+        "running scheduler; slurm/pbs: workers submitted as batch jobs (dask-jobqueue).",
+    )
+    n_workers: int | None = Field(
+        None,
+        ge=1,
+        description="Worker processes (local; default: one per core, or one per GPU) "
+        "or batch jobs to start (slurm/pbs; default 1).",
+    )
+    threads_per_worker: int = Field(
+        1, ge=1, description="Tasks a worker runs at once; 1 keeps one model per task."
+    )
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="BLAS/OpenMP/torch threads per worker; default cores // workers.",
+    )
+    memory: str | None = Field(
+        None, description="Memory per worker (local) or per batch job, e.g. '16GB'."
+    )
+    cores: int | None = Field(
+        None, ge=1, description="Cores per batch job (slurm/pbs; required there)."
+    )
+    processes: int = Field(1, ge=1, description="Worker processes per batch job.")
+    walltime: str | None = Field(None, description="Batch job walltime, e.g. '04:00:00'.")
+    gpus_per_worker: int = Field(0, ge=0, description="GPUs per worker process.")
+    queue: str | None = Field(None, description="Batch queue / SLURM partition.")
+    account: str | None = Field(None, description="Batch account / project to charge.")
+    job_extra_directives: list[str] = Field(
+        default_factory=list, description="Extra #SBATCH/#PBS directives, verbatim."
+    )
+    job_script_prologue: list[str] = Field(
+        default_factory=list,
+        description="Shell lines run before the worker starts (module load, venv).",
+    )
+    address: str | None = Field(
+        None, description="Scheduler address, e.g. 'tcp://host:8786' (kind=address)."
+    )
+    local_directory: str | None = Field(
+        None, description="Scratch directory of the workers."
+    )
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> ExecutionProfile:
+        if self.kind == "address" and not self.address:
+            raise ValueError("an 'address' profile needs the scheduler address")
+        if self.kind in ("slurm", "pbs") and not (self.cores and self.memory):
+            raise ValueError(f"a '{self.kind}' profile needs cores and memory per job")
+        return self
+
+    def worker_threads(self) -> int | None:
+        """Native threads per worker process so that workers x threads <= cores."""
+        if self.torch_threads is not None:
+            return self.torch_threads
+        if self.kind == "local":
+            return threads_per_process(self.local_workers())
+        if self.kind in ("slurm", "pbs"):
+            return threads_per_process(self.processes, cores=self.cores)
+        return None  # unknown machines behind an existing scheduler
+
+    def local_workers(self) -> int:
+        """Worker processes of a local cluster."""
+        if self.n_workers is not None:
+            return self.n_workers
+        if self.gpus_per_worker:
+            return max(1, _visible_gpus() // self.gpus_per_worker)
+        return available_cores()
+
+
+def _visible_gpus() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:
+        return 0
+
+
+def jobqueue_kwargs(profile: ExecutionProfile) -> dict[str, Any]:
+    """Keyword arguments of ``SLURMCluster``/``PBSCluster`` for ``profile``."""
+    threads = profile.worker_threads()
+    directives = list(profile.job_extra_directives)
+    # dask-jobqueue's "cores" are Dask threads (tasks at once), what the batch
+    # system books is job_cpu (SLURM) / resource_spec (PBS)
+    kwargs: dict[str, Any] = {
+        "cores": profile.processes * profile.threads_per_worker,
+        "memory": profile.memory,
+        "processes": profile.processes,
+        "walltime": profile.walltime,
+        "queue": profile.queue,
+        "account": profile.account,
+        "job_script_prologue": [
+            *profile.job_script_prologue,
+            *(f"export {k}={v}" for k, v in thread_env(threads).items()),
+        ],
+        "worker_extra_args": [],
+    }
+    gpus_per_job = profile.gpus_per_worker * profile.processes
+    if profile.kind == "slurm":
+        kwargs["job_cpu"] = profile.cores
+        if gpus_per_job:
+            directives.append(f"--gres=gpu:{gpus_per_job}")
+    else:
+        gpu_spec = f":ngpus={gpus_per_job}" if gpus_per_job else ""
+        kwargs["resource_spec"] = (
+            f"select=1:ncpus={profile.cores}{gpu_spec}"
+            f":mem={profile.memory.replace(' ', '')}"
+        )
+    if profile.local_directory:
+        kwargs["local_directory"] = profile.local_directory
+    if profile.gpus_per_worker:
+        # jobs that need a GPU ask for it with resources={"GPU": 1}
+        kwargs["worker_extra_args"] += [
+            "--resources", f"GPU={profile.gpus_per_worker}"
+        ]
+    kwargs["job_extra_directives"] = directives
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def make_cluster(profile: ExecutionProfile):
+    """The Dask cluster object of a local or batch profile (not of ``address``)."""
+    if profile.kind == "local":
+        from distributed import LocalCluster
+
+        threads = profile.worker_threads()
+        kwargs: dict[str, Any] = {
+            "n_workers": profile.local_workers(),
+            "threads_per_worker": profile.threads_per_worker,
+            "processes": True,
+            # in the environment before numpy/torch are imported in the worker
+            "env": thread_env(threads),
+            "dashboard_address": None,
+        }
+        if profile.memory:
+            kwargs["memory_limit"] = profile.memory
+        if profile.local_directory:
+            kwargs["local_directory"] = profile.local_directory
+        if profile.gpus_per_worker:
+            kwargs["resources"] = {"GPU": profile.gpus_per_worker}
+        return LocalCluster(**kwargs)
+    if profile.kind == "slurm":
+        from dask_jobqueue import SLURMCluster
+
+        return SLURMCluster(**jobqueue_kwargs(profile))
+    if profile.kind == "pbs":
+        from dask_jobqueue import PBSCluster
+
+        return PBSCluster(**jobqueue_kwargs(profile))
+    raise ValueError(f"profile kind {profile.kind!r} has no cluster to create")
+
+
+@contextlib.contextmanager
+def open_client(profile: ExecutionProfile | None = None) -> Iterator[Client]:
+    """A ``distributed.Client`` for ``profile`` (default: local), closed on exit."""
+    profile = profile or ExecutionProfile()
+    cluster = None
+    if profile.kind == "address":
+        client = Client(profile.address)
+    else:
+        cluster = make_cluster(profile)
+        if profile.kind in ("slurm", "pbs"):
+            cluster.scale(jobs=profile.n_workers or 1)
+        client = Client(cluster)
+    try:
+        threads = profile.worker_threads()
+        if threads is not None:
+            client.register_plugin(PinThreadsPlugin(threads))
+        if profile.gpus_per_worker:
+            per_node = profile.local_workers() if profile.kind == "local" else (
+                profile.processes
+            )
+            client.register_plugin(
+                AssignGPUPlugin(profile.gpus_per_worker, workers_per_node=per_node)
+            )
+        logger.info(f"Dask client open: {client}")
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,601 @@
+"""Run a jobflow Flow on a ``dask.distributed`` cluster, with ``run_locally``'s semantics.
+
+The driver (the process calling :func:`run_on_dask`) owns the flow graph and the
+store.  Each Job becomes one Dask task, submitted once every parent of the job in
+its flow has finished, including the parents' replacements, detours and additions
+(``run_locally`` runs those depth-first before moving on, so children always see
+the final output of a replaced job).
+
+Store access.  The embedded store (MontyStore) takes one writer, so by default
+workers never touch it: the driver reads the output documents a job references
+(following references nested in those outputs) and ships them with the job; the
+worker runs the unmodified ``Job.run`` against a throwaway in-memory ``JobStore``
+seeded with them, records the ``JobStore.update`` calls it makes, and returns them
+with the ``Response``; the driver replays those updates on the real store.  Thus
+reference resolution, ``on_missing_references``, output schemas, additional-store
+``save`` keys, ``prepare_replace`` and the metadata/config/name propagation are
+jobflow's own code.  Jobs with ``config.expose_store`` run on the driver, because
+they may read or write anything in the store.  With a store that takes concurrent
+writers (MongoDB) ``direct_writes=True`` lets workers run ``Job.run`` against the
+real store.
+
+Resume.  After writing a job's output, the driver writes a *journal* record keyed
+on (uuid, index) to the journal store (``journal=`` or the JobStore's additional
+store named ``"journal"``).  It holds the dynamic part of the Response: the
+replace/detour/addition flows (serialized with their uuids) and the stop flags.
+When ``resume=True`` a job whose journal record and output are present is not run;
+its Response is rebuilt from the record, so replaced/added jobs are expanded with
+the same uuids and are themselves skipped if finished.  A job that crashed between
+its output write and its journal write is run again and overwrites its output
+(updates are keyed on uuid and index), so a resumed campaign has no duplicates.
+Failed jobs are not journaled and run again on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import traceback
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from jobflow import Flow, Job, JobStore, Response
+from jobflow.core.reference import OnMissing, find_and_get_references
+from maggma.stores import MemoryStore
+from monty.json import MontyDecoder, MontyEncoder, jsanitize
+
+from matris_flows.stores import JOURNAL_STORE_NAME
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+    from maggma.core import Store
+
+logger = logging.getLogger(__name__)
+
+_INFRASTRUCTURE_ERRORS = ("KilledWorker", "CancelledError", "FutureCancelledError")
+
+
+@dataclass
+class JobEvent:
+    """A change of state of one job, passed to the ``progress`` callback."""
+
+    uuid: str
+    index: int
+    name: str
+    status: str  # submitted | completed | failed | skipped | resumed | retrying
+
+
+@dataclass
+class WorkerResult:
+    """What a worker returns for one job: the Response and the store writes to replay."""
+
+    response: Response | None
+    updates: list[tuple[Any, Any, Any]] = field(default_factory=list)
+    error: str | None = None
+    job_dir: str | None = None
+
+
+class _RecordingJobStore(JobStore):
+    """An in-memory JobStore that remembers every ``update`` so the driver can replay it."""
+
+    def __init__(self, additional_store_names, seed_docs):
+        super().__init__(
+            MemoryStore(collection_name=f"docs-{secrets.token_hex(4)}"),
+            additional_stores={
+                name: MemoryStore(collection_name=f"{name}-{secrets.token_hex(4)}")
+                for name in additional_store_names
+            },
+        )
+        self.connect()
+        if seed_docs:
+            self.docs_store.update(seed_docs, key=["uuid", "index"])
+        self.recorded: list[tuple[Any, Any, Any]] = []
+
+    def update(self, docs, key=None, save=None):
+        # validate (unknown additional store names raise here, as they would on the
+        # driver's store inside run_locally)
+        super().update(docs, key=key, save=save)
+        self.recorded.append((docs, key, save))
+
+
+def execute_job(
+    job: Job, seed_docs: list[dict], additional_store_names: list[str]
+) -> WorkerResult:
+    """Run ``job`` on a worker without touching the real store (the Dask task body)."""
+    store = _RecordingJobStore(additional_store_names, seed_docs)
+    try:
+        response = job.run(store=store)
+    except Exception:  # noqa: BLE001 - reported to the driver like run_locally logs it
+        return WorkerResult(response=None, error=traceback.format_exc())
+    finally:
+        _reset_current_job()
+    return WorkerResult(response=response, updates=store.recorded, job_dir=os.getcwd())
+
+
+@dataclass
+class _StoreSpec:
+    """A JSON spec of a store that can take concurrent writers; workers connect once."""
+
+    spec: str = field(repr=False)  # holds credentials: never in reprs or logs
+
+
+_WORKER_STORES: dict[str, JobStore] = {}
+
+
+def execute_job_direct(job: Job, store_spec: _StoreSpec) -> WorkerResult:
+    """Run ``job`` on a worker against the real store (stores with concurrent writers)."""
+    store = _WORKER_STORES.get(store_spec.spec)
+    if store is None:
+        store = MontyDecoder().decode(store_spec.spec)
+        store.connect()
+        _WORKER_STORES[store_spec.spec] = store
+    try:
+        response = job.run(store=store)
+    except Exception:  # noqa: BLE001
+        return WorkerResult(response=None, error=traceback.format_exc())
+    finally:
+        _reset_current_job()
+    return WorkerResult(response=response, job_dir=os.getcwd())
+
+
+def _reset_current_job():
+    from jobflow import CURRENT_JOB
+
+    CURRENT_JOB.reset()
+
+
+def collect_input_documents(job: Job, store: JobStore) -> list[dict]:
+    """The latest output documents ``job`` references, with blobs loaded.
+
+    References nested in those outputs are followed, because ``get_output`` resolves
+    them when the worker resolves the job's arguments.
+    """
+    if not job.config.resolve_references:
+        return []
+    todo = list(job.input_uuids)
+    seen: set[str] = set()
+    docs = []
+    while todo:
+        uuid = todo.pop()
+        if uuid in seen:
+            continue
+        seen.add(uuid)
+        doc = store.query_one(
+            {"uuid": uuid},
+            properties=["uuid", "index", "output"],
+            sort={"index": -1},
+            load=True,
+        )
+        if doc is None:
+            continue
+        doc.pop("_id", None)
+        docs.append(doc)
+        todo.extend(ref.uuid for ref in find_and_get_references(doc["output"]))
+    return docs
+
+
+def _encode(obj) -> Any:
+    return None if obj is None else json.loads(json.dumps(obj, cls=MontyEncoder))
+
+
+def _decode(obj) -> Any:
+    return None if obj is None else MontyDecoder().process_decoded(obj)
+
+
+class _FlowRun:
+    """One ``run_locally._run(flow)``: start jobs as their parents finish."""
+
+    def __init__(self, runner: _DaskRunner, flow: Flow, on_done: Callable[[bool], None]):
+        self.runner = runner
+        self.on_done = on_done
+        # iterflow checks the graph is acyclic and gives the parents run_locally uses
+        self.order = list(flow.iterflow())
+        self.waiting_on = {job.uuid: set(parents) for job, parents in self.order}
+        self.children: dict[str, list[tuple[Job, list[str]]]] = defaultdict(list)
+        for job, parents in self.order:
+            for parent in set(parents):
+                self.children[parent].append((job, parents))
+        self.n_finished = 0
+        self.bad = False
+        self.finished = False
+
+    def start(self):
+        if not self.order:
+            self.finished = True
+            self.on_done(True)
+            return
+        for job, parents in self.order:
+            if not self.waiting_on[job.uuid]:
+                self._start(job, parents)
+
+    def _start(self, job, parents):
+        run = _JobRun(self.runner, job, parents, self._job_finished)
+        self.runner.schedule(run.start)
+
+    def _job_finished(self, job: Job, response: Response | None, stopped: bool):
+        if self.finished:
+            return
+        if stopped:
+            self.finished = True
+            self.on_done(False)
+            return
+        self.bad = self.bad or response is None
+        self.n_finished += 1
+        for child, parents in self.children.get(job.uuid, ()):
+            self.waiting_on[child.uuid].discard(job.uuid)
+            if not self.waiting_on[child.uuid]:
+                self._start(child, parents)
+        if self.n_finished == len(self.order):
+            self.finished = True
+            self.on_done(not self.bad)
+
+
+class _JobRun:
+    """One ``run_locally._run_job(job, parents)``, split at the Dask task boundary."""
+
+    def __init__(self, runner: _DaskRunner, job: Job, parents, on_done):
+        self.runner = runner
+        self.job = job
+        self.parents = set(parents)
+        self.on_done = on_done
+        self.attempts = 0
+        self.response: Response | None = None
+        self.diversions: deque[Flow] = deque()
+        self.diversions_ok = True
+
+    def finish(self, response, stopped):
+        self.on_done(self.job, response, stopped)
+
+    def start(self):
+        runner, job = self.runner, self.job
+        if runner.stop_jobflow:
+            self.finish(None, True)
+            return
+        if self.parents & runner.stopped_parents:
+            logger.info(
+                f"{job.name} is a child of a job with stop_children=True, skipping..."
+            )
+            runner.stopped_parents.add(job.uuid)
+            runner.emit(job, "skipped")
+            self.finish(None, False)
+            return
+        if (
+            self.parents & runner.errored
+            and job.config.on_missing_references == OnMissing.ERROR
+        ):
+            runner.errored.add(job.uuid)
+            runner.emit(job, "skipped")
+            self.finish(None, False)
+            return
+        if runner.resume:
+            response = runner.resumed_response(job)
+            if response is not None:
+                runner.emit(job, "resumed")
+                self.handle_response(response, journal=False)
+                return
+        runner.submit(self)
+
+    def handle_failure(self, message: str):
+        logger.info(f"{self.job.name} failed with exception:\n{message}")
+        self.runner.errored.add(self.job.uuid)
+        self.runner.emit(self.job, "failed")
+        if self.runner.raise_immediately:
+            raise RuntimeError(f"{self.job.name} failed:\n{message}")
+        self.finish(None, False)
+
+    def handle_response(self, response: Response, journal: bool = True):
+        runner, job = self.runner, self.job
+        runner.responses[job.uuid][job.index] = response
+        if journal:
+            runner.write_journal(job, response)
+            runner.emit(job, "completed")
+
+        if response.stored_data is not None:
+            logger.warning("Response.stored_data is not supported with the Dask manager.")
+        if response.stop_children:
+            runner.stopped_parents.add(job.uuid)
+        if response.stop_jobflow:
+            runner.stop()
+            self.finish(None, True)
+            return
+
+        self.response = response
+        # run_locally order: replacement first, then detour, then addition, each
+        # run to completion before the next
+        for diversion in (response.replace, response.detour, response.addition):
+            if diversion is not None:
+                self.diversions.append(diversion)
+        self._next_diversion()
+
+    def _next_diversion(self):
+        if not self.diversions:
+            self.finish(self.response if self.diversions_ok else None, False)
+            return
+        diversion = self.diversions.popleft()
+        _FlowRun(self.runner, diversion, self._diversion_done).start()
+
+    def _diversion_done(self, ok: bool):
+        if self.runner.stop_jobflow:
+            # run_locally: the outer _run sees stop_jobflow at its next job
+            self.finish(None, True)
+            return
+        self.diversions_ok = self.diversions_ok and ok
+        self._next_diversion()
+
+
+class _DaskRunner:
+    def __init__(
+        self,
+        store: JobStore,
+        client: Client,
+        journal: Store,
+        *,
+        resume: bool,
+        raise_immediately: bool,
+        direct_writes: bool,
+        worker_failure_retries: int,
+        progress: Callable[[JobEvent], None] | None,
+    ):
+        self.store = store
+        self.client = client
+        self.journal = journal
+        self.resume = resume
+        self.raise_immediately = raise_immediately
+        self.direct_writes = direct_writes
+        self.worker_failure_retries = worker_failure_retries
+        self.progress = progress
+
+        self.stopped_parents: set[str] = set()
+        self.errored: set[str] = set()
+        self.responses: dict[str, dict[int, Response]] = defaultdict(dict)
+        self.stop_jobflow = False
+
+        self._ready: deque[Callable[[], None]] = deque()
+        self._in_flight: dict[Future, _JobRun] = {}
+        self._store_spec = (
+            _StoreSpec(json.dumps(store, cls=MontyEncoder)) if direct_writes else None
+        )
+        self._additional_store_names = list(store.additional_stores)
+
+    # -- bookkeeping --------------------------------------------------------------
+    def emit(self, job: Job, status: str):
+        if self.progress is not None:
+            self.progress(JobEvent(job.uuid, job.index, job.name, status))
+
+    def schedule(self, action: Callable[[], None]):
+        # a queue rather than direct calls keeps long chains of skipped/resumed
+        # jobs from recursing
+        self._ready.append(action)
+
+    def stop(self):
+        self.stop_jobflow = True
+        if self._in_flight:
+            self.client.cancel(list(self._in_flight))
+        self._in_flight.clear()
+
+    # -- resume -------------------------------------------------------------------
+    def write_journal(self, job: Job, response: Response):
+        record = {
+            "uuid": job.uuid,
+            "index": job.index,
+            "name": job.name,
+            "metadata": jsanitize(job.metadata, strict=False, allow_bson=True),
+            "completed_at": datetime.now(tz=timezone.utc).isoformat(),
+            "stop_children": response.stop_children,
+            "stop_jobflow": response.stop_jobflow,
+            "replace": _encode(response.replace),
+            "detour": _encode(response.detour),
+            "addition": _encode(response.addition),
+        }
+        self.journal.update(record, key=["uuid", "index"])
+
+    def resumed_response(self, job: Job) -> Response | None:
+        record = self.journal.query_one({"uuid": job.uuid, "index": job.index})
+        if record is None:
+            return None
+        doc = self.store.query_one(
+            {"uuid": job.uuid, "index": job.index}, properties=["output"]
+        )
+        if doc is None:
+            return None
+        return Response(
+            output=_decode(doc["output"]),
+            replace=_decode(record.get("replace")),
+            detour=_decode(record.get("detour")),
+            addition=_decode(record.get("addition")),
+            stop_children=record.get("stop_children", False),
+            stop_jobflow=record.get("stop_jobflow", False),
+        )
+
+    # -- execution ----------------------------------------------------------------
+    def submit(self, run: _JobRun):
+        job = run.job
+        if job.config.expose_store:
+            # the job may query or write the whole store: run it here, the one writer
+            self._run_on_driver(run)
+            return
+        submit_kwargs = dict(job.config.manager_config.get("dask", {}))
+        key = f"{job.name}-{job.uuid}-{job.index}-{secrets.token_hex(4)}"
+        if self.direct_writes:
+            future = self.client.submit(
+                execute_job_direct, job, self._store_spec, key=key, pure=False,
+                **submit_kwargs,
+            )
+        else:
+            try:
+                seeds = collect_input_documents(job, self.store)
+            except Exception:  # noqa: BLE001 - e.g. a reference cycle, as Job.run would
+                run.handle_failure(traceback.format_exc())
+                return
+            future = self.client.submit(
+                execute_job, job, seeds, self._additional_store_names, key=key,
+                pure=False, **submit_kwargs,
+            )
+        run.attempts += 1
+        self._in_flight[future] = run
+        self._completed.add(future)
+        self.emit(job, "submitted")
+
+    def _run_on_driver(self, run: _JobRun):
+        try:
+            response = run.job.run(store=self.store)
+        except Exception:  # noqa: BLE001
+            run.handle_failure(traceback.format_exc())
+            return
+        finally:
+            _reset_current_job()
+        response.job_dir = os.getcwd()
+        run.handle_response(response)
+
+    def _collect(self, future: Future, run: _JobRun):
+        if future.status != "finished":
+            # "error": the task raised outside Job.run (which the worker catches), e.g.
+            # KilledWorker after its workers died; "cancelled": the scheduler lost it
+            exc = future.exception() if future.status == "error" else None
+            lost_worker = exc is None or type(exc).__name__ in _INFRASTRUCTURE_ERRORS
+            if lost_worker and run.attempts <= self.worker_failure_retries:
+                logger.warning(
+                    f"{run.job.name} lost its worker ({exc!r}); resubmitting "
+                    f"(attempt {run.attempts + 1})"
+                )
+                self.emit(run.job, "retrying")
+                self.submit(run)
+                return
+            message = (
+                f"task {future.status}"
+                if exc is None
+                else "".join(traceback.format_exception(exc))
+            )
+            run.handle_failure(message)
+            return
+        result: WorkerResult = future.result()
+        if result.error is not None:
+            run.handle_failure(result.error)
+            return
+        try:
+            for docs, key, save in result.updates:
+                self.store.update(docs, key=key, save=save)
+        except Exception:  # noqa: BLE001
+            run.handle_failure(traceback.format_exc())
+            return
+        result.response.job_dir = result.job_dir
+        run.handle_response(result.response)
+
+    def run(self, flow: Flow) -> bool:
+        from distributed import as_completed
+
+        outcome: list[bool] = []
+        self._completed = as_completed()
+        _FlowRun(self, flow, outcome.append).start()
+        try:
+            while True:
+                while self._ready:
+                    self._ready.popleft()()
+                if self.stop_jobflow or not self._in_flight:
+                    break
+                future = next(self._completed)
+                run = self._in_flight.pop(future, None)
+                if run is not None:  # None: cancelled by stop_jobflow
+                    self._collect(future, run)
+        finally:
+            if self._in_flight:  # raise_immediately or an interrupt
+                self.client.cancel(list(self._in_flight))
+                self._in_flight.clear()
+        return bool(outcome) and outcome[0]
+
+
+def run_on_dask(
+    flow: Flow | Job | list[Job],
+    store: JobStore | None = None,
+    client: Client | None = None,
+    *,
+    ensure_success: bool = False,
+    allow_external_references: bool = False,
+    raise_immediately: bool = False,
+    resume: bool = True,
+    journal: Store | None = None,
+    direct_writes: bool = False,
+    worker_failure_retries: int = 2,
+    progress: Callable[[JobEvent], None] | None = None,
+) -> dict[str, dict[int, Response]]:
+    """Run a Job or Flow on a Dask cluster, as ``jobflow.run_locally`` would.
+
+    Parameters
+    ----------
+    flow
+        A job, list of jobs or flow.
+    store
+        The job store; ``jobflow.SETTINGS.JOB_STORE`` if None.
+    client
+        A ``distributed.Client``; a default local cluster (see
+        :func:`matris_flows.execution.clusters.open_client`) if None.
+    ensure_success
+        Raise if the flow did not finish successfully.
+    allow_external_references
+        Allow references to jobs outside ``flow``.
+    raise_immediately
+        Raise as soon as a job fails instead of carrying on with independent jobs.
+    resume
+        Skip jobs whose output and journal record are already in the store.
+    journal
+        Store for resume records; default the JobStore's additional store named
+        ``"journal"``, else an in-memory store (resume then only within this call).
+    direct_writes
+        Workers run jobs against ``store`` itself (only for stores that take
+        concurrent writers, i.e. MongoDB); otherwise the driver does all writes.
+    worker_failure_retries
+        Times a job is resubmitted after Dask gives up on it because workers died
+        (``KilledWorker``), on top of Dask's own ``allowed-failures`` retries.
+    progress
+        Called with a :class:`JobEvent` whenever a job changes state.
+
+    Returns
+    -------
+    dict[str, dict[int, Response]]
+        The responses of the jobs, as ``{uuid: {index: response}}``.  Jobs skipped on
+        resume have a Response rebuilt from the store (output as stored, blobs not
+        loaded).
+    """
+    from jobflow import SETTINGS
+    from jobflow.core.flow import get_flow
+
+    if store is None:
+        store = SETTINGS.JOB_STORE
+    store.connect()
+    if journal is None:
+        journal = store.additional_stores.get(JOURNAL_STORE_NAME)
+    if journal is None:
+        journal = MemoryStore(collection_name=f"journal-{secrets.token_hex(4)}")
+    journal.connect()
+
+    flow = get_flow(flow, allow_external_references=allow_external_references)
+
+    if client is None:
+        from matris_flows.execution.clusters import open_client
+
+        with open_client() as default_client:
+            return run_on_dask(
+                flow, store, default_client, ensure_success=ensure_success,
+                allow_external_references=allow_external_references,
+                raise_immediately=raise_immediately, resume=resume, journal=journal,
+                direct_writes=direct_writes,
+                worker_failure_retries=worker_failure_retries, progress=progress,
+            )
+
+    runner = _DaskRunner(
+        store, client, journal, resume=resume, raise_immediately=raise_immediately,
+        direct_writes=direct_writes, worker_failure_retries=worker_failure_retries,
+        progress=progress,
+    )
+    logger.info("Started executing jobs on Dask")
+    finished_successfully = runner.run(flow)
+    logger.info("Finished executing jobs on Dask")
+
+    if ensure_success and not finished_successfully:
+        raise RuntimeError("Flow did not finish running successfully")
+    return dict(runner.responses)

@@ -1,0 +1,164 @@
+"""The generation pipeline: sources -> sanity filters -> dedup -> candidates, as an iterator.
+
+Sources expose deterministic *work units* (a template, a prototype, a pyxtal seed, a
+file); a position in the campaign is ``(source, unit, item)``. That cursor is what lets a
+streamed generation stop after a chunk and a later job resume exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+from pymatgen.core import Structure
+
+from matris_flows.generation.dedup import DedupIndex
+from matris_flows.generation.filters import FilterSettings, check_structure
+from matris_flows.generation.schemas import (
+    Candidate,
+    GenerationOutput,
+    GenerationReport,
+    RejectedCandidate,
+    RejectionReason,
+)
+
+Cursor = tuple[int, int, int]
+Event = Candidate | RejectedCandidate
+
+
+class CandidateSource(Protocol):
+    """What the pipeline needs from a source Maker."""
+
+    def work_units(self) -> Sequence[Any]:
+        """Deterministic, cheap list of independent units of work."""
+
+    def run_unit(self, unit: Any) -> Iterator[Event]:
+        """Candidates and rejections of one unit, in a fixed order."""
+
+
+class DedupSettings(BaseModel):
+    """How duplicates are found (see :mod:`matris_flows.generation.dedup`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key_mode: str = Field("spacegroup", description="Bucket key: 'spacegroup' (formula|sg|primitive size) or 'formula'.")
+    symprec: float = Field(0.1, gt=0, description="spglib tolerance for the bucket key, Å.")
+    ltol: float = Field(0.2, gt=0, description="StructureMatcher fractional length tolerance.")
+    stol: float = Field(0.3, gt=0, description="StructureMatcher site tolerance.")
+    angle_tol: float = Field(5.0, gt=0, description="StructureMatcher angle tolerance, degrees.")
+    against_references: bool = Field(True, description="Also drop candidates matching a reference entry.")
+
+    def new_index(self) -> DedupIndex:
+        """An empty index with these settings."""
+        return DedupIndex(
+            key_mode=self.key_mode, symprec=self.symprec, ltol=self.ltol, stol=self.stol, angle_tol=self.angle_tol
+        )
+
+
+def iter_events(sources: Sequence[CandidateSource], start: Cursor = (0, 0, 0)) -> Iterator[tuple[Cursor, Event]]:
+    """Yield ``(cursor after this event, event)`` over all sources from ``start``."""
+    s0, u0, i0 = start
+    for si in range(s0, len(sources)):
+        units = sources[si].work_units()
+        for ui in range(u0 if si == s0 else 0, len(units)):
+            skip = i0 if (si, ui) == (s0, u0) else 0
+            for ii, event in enumerate(sources[si].run_unit(units[ui])):
+                if ii >= skip:
+                    yield (si, ui, ii + 1), event
+
+
+def normalise_references(references: Iterable[Any] | None) -> list[tuple[str, Structure]]:
+    """``(id, structure)`` pairs from entries, structures, their dicts or JSON files."""
+    if not references:
+        return []
+    from matris_flows.generation.substitution import load_templates
+
+    return load_templates(list(references))
+
+
+@dataclass
+class GenerationRun:
+    """Filters and dedups a stream of events, keeping the report; one per (streamed) job."""
+
+    filters: FilterSettings = field(default_factory=FilterSettings)
+    index: DedupIndex = field(default_factory=DedupIndex)
+    report: GenerationReport = field(default_factory=GenerationReport)
+    supported_elements: Collection[str] | None = None
+    max_recorded_rejections: int | None = 1000
+
+    def _reject(self, rejection: RejectedCandidate) -> None:
+        self.report.record(rejection, self.max_recorded_rejections)
+
+    def process(self, event: Event) -> Candidate | None:
+        """Return the candidate if it passes filters and is new, else record why not."""
+        if isinstance(event, RejectedCandidate):
+            self._reject(event)
+            return None
+        label = f"{event.candidate_id} ({event.formula}, from {event.provenance.parent_id})"
+        problem = check_structure(event.structure, self.filters, self.supported_elements)
+        if problem is not None:
+            reason, message = problem
+            self._reject(
+                RejectedCandidate(
+                    reason=reason, message=f"{label}: {message}", input_name=event.provenance.parent_id,
+                    candidate_id=event.candidate_id, formula=event.formula, provenance=event.provenance,
+                    structure=event.structure,
+                )
+            )
+            return None
+        key = self.index.key(event.structure)
+        match, is_reference = self.index.find(event.structure, key)
+        if match is not None:
+            reason = RejectionReason.DUPLICATE_OF_REFERENCE if is_reference else RejectionReason.DUPLICATE
+            what = "reference entry" if is_reference else "candidate"
+            self._reject(
+                RejectedCandidate(
+                    reason=reason, message=f"{label}: matches {what} {match}", input_name=event.provenance.parent_id,
+                    candidate_id=event.candidate_id, formula=event.formula, duplicate_of=match,
+                    provenance=event.provenance,
+                )
+            )
+            return None
+        self.index.add(event.structure, event.candidate_id, key)
+        self.report.accept(event)
+        return event
+
+
+def iter_generation(
+    sources: Sequence[CandidateSource],
+    filters: FilterSettings | None = None,
+    dedup: DedupSettings | None = None,
+    reference_structures: Iterable[Any] | None = None,
+    supported_elements: Collection[str] | None = None,
+    run: GenerationRun | None = None,
+) -> Iterator[Candidate]:
+    """Accepted candidates, lazily, in campaign order; ``run.report`` holds the rejections."""
+    dedup = dedup or DedupSettings()
+    if run is None:
+        run = GenerationRun(filters=filters or FilterSettings(), index=dedup.new_index(), supported_elements=supported_elements)
+    if dedup.against_references:
+        run.index.add_references(normalise_references(reference_structures))
+    for _, event in iter_events(sources):
+        candidate = run.process(event)
+        if candidate is not None:
+            yield candidate
+
+
+def generate_candidates(
+    sources: Sequence[CandidateSource],
+    filters: FilterSettings | None = None,
+    dedup: DedupSettings | None = None,
+    reference_structures: Iterable[Any] | None = None,
+    supported_elements: Collection[str] | None = None,
+    max_recorded_rejections: int | None = None,
+) -> GenerationOutput:
+    """Run the whole pipeline and return every candidate with the report (small campaigns)."""
+    dedup = dedup or DedupSettings()
+    run = GenerationRun(
+        filters=filters or FilterSettings(), index=dedup.new_index(), supported_elements=supported_elements,
+        max_recorded_rejections=max_recorded_rejections,
+    )
+    candidates = list(iter_generation(sources, dedup=dedup, reference_structures=reference_structures, run=run))
+    return GenerationOutput(candidates=candidates, report=run.report)

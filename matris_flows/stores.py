@@ -1,0 +1,312 @@
+"""The one store factory: jobflow ``JobStore`` and the ``candidates`` collection.
+
+The backend is chosen by a :class:`StoreConfig` (YAML files in the top-level
+``stores/`` folder), never by branches in calling code:
+
+- ``monty`` (default): on-disk MontyStore (montydb, sqlite) under the campaign
+  directory; persistent, no server, one writer (the Dask driver).
+- ``mongo`` / ``mongo_uri``: MongoDB by host/port or by URI (Atlas); large data in
+  GridFS or S3; workers may write directly.
+- ``memory``: in-process MemoryStore, for tests.
+
+Credentials are read from environment variables named in the config at the moment
+a store is built; they are never kept on the config, so they cannot end up in its
+repr, in a saved config or in logs.  (maggma's ``MongoStore.name`` shows a URI with
+its password: log :func:`describe_store` instead.)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from jobflow import JobStore
+from maggma.core import Store
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+logger = logging.getLogger(__name__)
+
+CANDIDATE_INDEXES = ("candidate_id", "chemsys", "formula", "e_above_hull", "is_stable")
+"""Fields of the ``candidates`` collection that are indexed for queries."""
+
+DATA_STORE_NAME = "data"
+"""JobStore additional store for trajectories and other large outputs."""
+
+JOURNAL_STORE_NAME = "journal"
+"""JobStore additional store where the Dask manager keeps its resume records."""
+
+
+class StoreConfigError(ValueError):
+    """A store configuration that cannot be loaded or used."""
+
+
+class StoreConfig(BaseModel):
+    """Which database holds a campaign's job outputs and candidates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["monty", "mongo", "mongo_uri", "memory"] = Field(
+        "monty", description="Backend of every collection."
+    )
+    database: str = Field("matris_flows", description="Database name.")
+    docs_collection: str = Field("outputs", description="Job output documents.")
+    data_collection: str = Field(
+        "outputs_data", description="Large job data (trajectories): collection/bucket."
+    )
+    journal_collection: str = Field(
+        "execution_journal", description="Resume records of the Dask manager."
+    )
+    candidates_collection: str = Field(
+        "candidates", description="One document per candidate, for queries."
+    )
+    data_store: Literal["collection", "gridfs", "s3"] = Field(
+        "collection",
+        description="Where large data goes: a collection of the same backend, "
+        "GridFS (mongo types) or S3.",
+    )
+    # monty
+    path: str = Field(
+        "database",
+        description="montydb directory, relative to the campaign directory unless "
+        "absolute.",
+    )
+    monty_storage: Literal["sqlite", "flatfile", "lightning"] = Field(
+        "sqlite", description="montydb storage engine."
+    )
+    # mongo
+    host: str = Field("localhost", description="MongoDB host (type mongo).")
+    port: int = Field(27017, description="MongoDB port (type mongo).")
+    username_env: str | None = Field(
+        None, description="Environment variable holding the MongoDB user name."
+    )
+    password_env: str | None = Field(
+        None, description="Environment variable holding the MongoDB password."
+    )
+    auth_source: str | None = Field(None, description="MongoDB authentication db.")
+    # mongo_uri
+    uri_env: str | None = Field(
+        None, description="Environment variable holding the mongodb(+srv):// URI."
+    )
+    # s3
+    s3_bucket: str | None = Field(None, description="S3 bucket for large data.")
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint (non-AWS).")
+    s3_profile: str | None = Field(None, description="AWS credentials profile.")
+    s3_prefix: str | None = Field(None, description="Key prefix inside the bucket.")
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> StoreConfig:
+        if self.type == "mongo_uri" and not self.uri_env:
+            raise ValueError("type 'mongo_uri' needs uri_env (the variable with the URI)")
+        if self.data_store == "gridfs" and self.type not in ("mongo", "mongo_uri"):
+            raise ValueError(f"data_store 'gridfs' needs a MongoDB type, not {self.type!r}")
+        if self.data_store == "s3" and not self.s3_bucket:
+            raise ValueError("data_store 's3' needs s3_bucket")
+        return self
+
+    @property
+    def concurrent_writers(self) -> bool:
+        """Whether Dask workers may write to this store directly."""
+        return self.type in ("mongo", "mongo_uri")
+
+
+def load_store_config(path: str | Path) -> StoreConfig:
+    """Read a :class:`StoreConfig` from a YAML file, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreConfigError(f"store config {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise StoreConfigError(f"store config {path} is not valid YAML: {err}") from err
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise StoreConfigError(
+            f"store config {path} must be a mapping of settings, "
+            f"got {type(raw).__name__}"
+        )
+    try:
+        return StoreConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}"
+            for e in err.errors()
+        )
+        raise StoreConfigError(f"store config {path} is invalid: {problems}") from None
+
+
+def describe_store(config: StoreConfig, campaign_dir: str | Path | None = None) -> str:
+    """A description of where the data lives that is safe to log (no credentials)."""
+    if config.type == "monty":
+        return f"montydb {_monty_path(config, campaign_dir)}/{config.database}"
+    if config.type == "mongo":
+        return f"mongodb {config.host}:{config.port}/{config.database}"
+    if config.type == "mongo_uri":
+        return f"mongodb URI from ${config.uri_env} /{config.database}"
+    return f"memory /{config.database}"
+
+
+def _env(name: str | None, setting: str) -> str | None:
+    if name is None:
+        return None
+    value = os.environ.get(name)
+    if value is None:
+        raise StoreConfigError(
+            f"environment variable {name} ({setting} in the store config) is not set"
+        )
+    return value
+
+
+def _monty_path(config: StoreConfig, campaign_dir: str | Path | None) -> Path:
+    path = Path(config.path)
+    if not path.is_absolute():
+        if campaign_dir is None:
+            raise StoreConfigError("a relative montydb path needs the campaign directory")
+        path = Path(campaign_dir) / path
+    return path
+
+
+# -- one builder per backend: (config, campaign_dir, collection) -> Store ---------
+
+
+def _monty(config: StoreConfig, campaign_dir, collection: str) -> Store:
+    from maggma.stores import MontyStore
+
+    path = _monty_path(config, campaign_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return MontyStore(
+        collection,
+        database_path=str(path),
+        database_name=config.database,
+        storage=config.monty_storage,
+    )
+
+
+def _memory(config: StoreConfig, campaign_dir, collection: str) -> Store:
+    from maggma.stores import MemoryStore
+
+    return MemoryStore(collection_name=f"{config.database}.{collection}")
+
+
+def _mongo_kwargs(config: StoreConfig) -> dict[str, Any]:
+    if config.type == "mongo_uri":
+        return {"uri": _env(config.uri_env, "uri_env")}
+    kwargs: dict[str, Any] = {"host": config.host, "port": config.port}
+    username = _env(config.username_env, "username_env")
+    password = _env(config.password_env, "password_env")
+    if username is not None:
+        kwargs["username"] = username
+    if password is not None:
+        kwargs["password"] = password
+    if config.auth_source:
+        kwargs["auth_source"] = config.auth_source
+    return kwargs
+
+
+def _mongo(config: StoreConfig, campaign_dir, collection: str) -> Store:
+    from maggma.stores import MongoStore
+
+    return MongoStore(
+        database=config.database, collection_name=collection, **_mongo_kwargs(config)
+    )
+
+
+_COLLECTION_BUILDERS: dict[str, Callable[[StoreConfig, Any, str], Store]] = {
+    "monty": _monty,
+    "memory": _memory,
+    "mongo": _mongo,
+    "mongo_uri": _mongo,
+}
+
+
+def make_collection_store(
+    config: StoreConfig, campaign_dir: str | Path | None, collection: str
+) -> Store:
+    """A maggma Store for one collection of the configured backend (not connected)."""
+    return _COLLECTION_BUILDERS[config.type](config, campaign_dir, collection)
+
+
+def _collection_data(config: StoreConfig, campaign_dir) -> Store:
+    return make_collection_store(config, campaign_dir, config.data_collection)
+
+
+def _gridfs_data(config: StoreConfig, campaign_dir) -> Store:
+    from maggma.stores import GridFSStore
+
+    return GridFSStore(
+        database=config.database,
+        collection_name=config.data_collection,
+        **_mongo_kwargs(config),
+    )
+
+
+def _s3_data(config: StoreConfig, campaign_dir) -> Store:
+    from maggma.stores import S3Store
+
+    index = make_collection_store(
+        config, campaign_dir, f"{config.data_collection}_index"
+    )
+    index.key = "blob_uuid"  # S3Store uses its index's key; JobStore sets this one
+    return S3Store(
+        index=index,
+        bucket=config.s3_bucket,
+        s3_profile=config.s3_profile,
+        endpoint_url=config.s3_endpoint_url,
+        sub_dir=config.s3_prefix,
+        compress=True,
+        key="blob_uuid",
+    )
+
+
+_DATA_BUILDERS: dict[str, Callable[[StoreConfig, Any], Store]] = {
+    "collection": _collection_data,
+    "gridfs": _gridfs_data,
+    "s3": _s3_data,
+}
+
+
+def make_job_store(
+    config: StoreConfig | None = None, campaign_dir: str | Path | None = None
+) -> JobStore:
+    """The campaign's jobflow JobStore (not connected).
+
+    Additional stores: ``data`` for large outputs (jobs declare e.g.
+    ``@job(data="trajectory")``) and ``journal`` for the Dask manager's resume records.
+    """
+    config = config or StoreConfig()
+    logger.debug(f"job store: {describe_store(config, campaign_dir)}")
+    return JobStore(
+        make_collection_store(config, campaign_dir, config.docs_collection),
+        additional_stores={
+            DATA_STORE_NAME: _DATA_BUILDERS[config.data_store](config, campaign_dir),
+            JOURNAL_STORE_NAME: make_collection_store(
+                config, campaign_dir, config.journal_collection
+            ),
+        },
+    )
+
+
+def make_candidates_store(
+    config: StoreConfig | None = None, campaign_dir: str | Path | None = None
+) -> Store:
+    """The ``candidates`` collection, connected and indexed for queries.
+
+    Indexed on :data:`CANDIDATE_INDEXES` where the backend has indexes (MongoDB,
+    MemoryStore); montydb has none and scans.
+    """
+    config = config or StoreConfig()
+    store = make_collection_store(config, campaign_dir, config.candidates_collection)
+    store.key = "candidate_id"
+    store.connect()
+    for field in CANDIDATE_INDEXES:
+        try:
+            store.ensure_index(field, unique=field == "candidate_id")
+        except NotImplementedError:
+            # montydb has no indexes; its queries scan, fine at campaign scale
+            logger.debug(f"{config.type} store cannot index {field}")
+            break
+    return store

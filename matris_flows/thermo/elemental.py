@@ -1,0 +1,87 @@
+"""Elemental references relaxed with the campaign's own potential.
+
+For potentials whose energies are not on MP's scale the only valid hull is one
+whose corners were computed with the same potential; the starting structures are
+the lowest-energy MP polymorphs shipped as package data.
+"""
+
+import datetime
+from collections.abc import Iterable, Sequence
+from functools import cache
+from importlib.resources import files
+
+from monty.serialization import loadfn
+from pymatgen.core import Element, Structure
+from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings
+from matris_flows.thermo.mp_compat import build_computed_entry, correct_entry
+from matris_flows.thermo.references import CampaignInternalReferences
+
+GROUND_STATES_FILE = "mp_elemental_ground_states.json.gz"
+ELEMENTAL_ID_PREFIX = "elemental-ref"
+
+
+@cache
+def _ground_states() -> dict:
+    # matris_flows/data has no __init__.py (pure package data), so locate it from the package root.
+    return loadfn(str(files("matris_flows").joinpath("data", GROUND_STATES_FILE)))
+
+
+def elemental_ground_state(element: str | Element) -> Structure:
+    """Lowest-energy MP polymorph of ``element`` (raises KeyError naming the element if absent)."""
+    symbol = Element(str(element)).symbol
+    data = _ground_states()
+    if symbol not in data:
+        raise KeyError(f"No elemental ground-state structure for {symbol} in {GROUND_STATES_FILE}.")
+    structure = data[symbol]["structure"]
+    return structure if isinstance(structure, Structure) else Structure.from_dict(structure)
+
+
+def relax_elemental_references(
+    elements: Iterable[str | Element],
+    potential: str = "matris_10m_oam",
+    settings: RelaxSettings | None = None,
+    device: str = "auto",
+) -> list[RelaxationDocument]:
+    """Relax the MP ground-state polymorph of each element with ``potential``.
+
+    Candidate ids are ``elemental-ref-<El>``. Relaxed with the campaign's potential
+    and settings, these are the corners of a campaign-internal hull.
+    """
+    from matris_flows.relax.engine import relax_structures  # heavy (torch): import on use
+
+    symbols = sorted({Element(str(el)).symbol for el in elements})
+    structures = [elemental_ground_state(sym) for sym in symbols]
+    return relax_structures(
+        structures,
+        potential=potential,
+        settings=settings,
+        candidate_ids=[f"{ELEMENTAL_ID_PREFIX}-{sym}" for sym in symbols],
+        device=device,
+    )
+
+
+def entries_from_relaxations(documents: Sequence[RelaxationDocument]) -> list[ComputedStructureEntry]:
+    """Entries of successful relaxations, corrected as their potential's convention says."""
+    entries = []
+    for doc in documents:
+        if not doc.succeeded:
+            continue
+        entry = build_computed_entry(doc.structure, doc.energy, doc.candidate_id, {"candidate_id": doc.candidate_id})
+        corrected = correct_entry(entry, doc.potential.energy_convention)
+        if corrected.ok:
+            entries.append(corrected.entry)
+    return entries
+
+
+def campaign_references_from_relaxations(
+    documents: Sequence[RelaxationDocument], potential: str | None = None
+) -> CampaignInternalReferences:
+    """A campaign-internal reference provider from relaxed elemental (and other) references."""
+    potential = potential or (documents[0].potential.name if documents else "unknown")
+    return CampaignInternalReferences(
+        entries_from_relaxations(documents),
+        potential=potential,
+        snapshot_date=datetime.date.today().isoformat(),
+    )

@@ -1,0 +1,141 @@
+"""Output documents of the DFT-validation stage (emmet style: every field described)."""
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+from pymatgen.core import Structure
+
+
+class ValidationStatus(StrEnum):
+    """Verdict of DFT on one MLIP candidate."""
+
+    CONFIRMED_STABLE = "confirmed_stable"
+    CONFIRMED_METASTABLE = "confirmed_metastable"
+    NOT_CONFIRMED = "not_confirmed"
+    VALIDATION_FAILED = "validation_failed"
+
+
+class CalculationRole(StrEnum):
+    """Why a structure is computed in a consistent DFT hull."""
+
+    ELEMENT = "element"
+    REFERENCE = "reference"
+    CANDIDATE = "candidate"
+
+
+class DftCalculationDocument(BaseModel):
+    """One DFT relaxation of the offline backend: a candidate, an element or a reference phase."""
+
+    label: str = Field(description="Candidate id, element symbol or reference-phase label.")
+    role: CalculationRole = Field(description="element, reference or candidate.")
+    formula: str = Field(description="Reduced formula of the structure.")
+    succeeded: bool = Field(description="True when the DFT calculation produced an energy.")
+    failure_reason: str | None = Field(None, description="Why the calculation failed (SCF, code missing, ...).")
+    input_structure: Structure = Field(description="Structure the relaxation started from.")
+    structure: Structure | None = Field(None, description="DFT-relaxed structure.")
+    energy: float | None = Field(None, description="Total energy of the relaxed structure, eV (code scale).")
+    energy_per_atom: float | None = Field(None, description="Energy per atom of the relaxed structure, eV/atom.")
+    initial_energy_per_atom: float | None = Field(
+        None, description="Energy per atom of the input structure (first ionic step), eV/atom."
+    )
+    initial_max_force: float | None = Field(
+        None, description="Largest atomic force norm on the input structure, eV/Å (residual DFT force)."
+    )
+    initial_max_stress: float | None = Field(
+        None, description="Largest absolute stress component on the input structure, GPa (None for molecules)."
+    )
+    final_max_force: float | None = Field(None, description="Largest atomic force norm after relaxation, eV/Å.")
+    relax_converged: bool | None = Field(None, description="Whether the optimizer reached fmax within max steps.")
+    n_steps: int | None = Field(None, description="Ionic steps taken (frames in the trajectory).")
+    molecule_in_box: bool = Field(False, description="Isolated molecule in a box: Γ point, fixed cell.")
+    code: str = Field(description="DFT code that ran the calculation.")
+    code_version: str | None = Field(None, description="Version of the DFT code, None if not importable.")
+    settings: dict = Field(description="Calculator and relaxation settings, identical across one hull.")
+    elapsed_time_s: float | None = Field(None, description="Wall time of the calculation, s.")
+
+
+class ValidationDocument(BaseModel):
+    """DFT verdict on one candidate, joined into the candidate document as ``validation``."""
+
+    candidate_id: str = Field(description="Id of the validated candidate (join key).")
+    formula: str = Field(description="Reduced formula of the candidate.")
+    chemsys: str = Field(description="Chemical system, elements sorted and joined by '-'.")
+    status: ValidationStatus = Field(
+        description="confirmed_stable, confirmed_metastable, not_confirmed or validation_failed."
+    )
+    validated: bool = Field(description="True when DFT produced a verdict (status is not validation_failed).")
+    failure_reason: str | None = Field(None, description="Why validation failed, when it did.")
+    backend: str = Field(description="Validation backend: 'gpaw' (consistent offline hull) or 'vasp' (MP hull).")
+    code: str = Field(description="DFT code used (GPAW, VASP).")
+    code_version: str | None = Field(None, description="Version of the DFT code.")
+    settings: dict = Field(default_factory=dict, description="DFT settings shared by every calculation of the hull.")
+    package_versions: dict[str, str] = Field(default_factory=dict, description="Versions of the packages involved.")
+    dft_energy_per_atom: float | None = Field(
+        None, description="Energy per atom of the DFT-relaxed candidate, eV/atom (code scale, uncorrected)."
+    )
+    dft_corrected_energy_per_atom: float | None = Field(
+        None, description="MP2020-corrected energy per atom (VASP backend only), eV/atom."
+    )
+    dft_formation_energy_per_atom: float | None = Field(
+        None, description="DFT formation energy per atom relative to the hull's elemental references, eV/atom."
+    )
+    dft_structure: Structure | None = Field(None, description="DFT-relaxed structure of the candidate.")
+    dft_relax_converged: bool | None = Field(None, description="Whether the DFT relaxation met its force criterion.")
+    dft_e_above_hull: float | None = Field(None, description="DFT energy above the hull named in hull_description, eV/atom.")
+    dft_decomposes_to: list[str] | None = Field(
+        None, description="Labels of the hull phases the candidate decomposes to (itself when on the hull)."
+    )
+    hull_description: str | None = Field(None, description="Which hull the DFT e_above_hull refers to.")
+    hull_phases: list[str] = Field(default_factory=list, description="Labels of all phases in that hull.")
+    mlip_potential: str | None = Field(None, description="Name of the MLIP that predicted the candidate.")
+    mlip_energy_per_atom: float | None = Field(None, description="Raw MLIP energy per atom, eV/atom.")
+    mlip_formation_energy_per_atom: float | None = Field(
+        None, description="MLIP formation energy per atom from the hull stage, eV/atom."
+    )
+    mlip_e_above_hull: float | None = Field(None, description="MLIP energy above the MP hull from the hull stage, eV/atom.")
+    e_above_hull_error: float | None = Field(None, description="mlip_e_above_hull minus dft_e_above_hull, eV/atom.")
+    formation_energy_error: float | None = Field(
+        None, description="mlip_formation_energy_per_atom minus dft_formation_energy_per_atom, eV/atom."
+    )
+    mlip_dft_rmsd: float | None = Field(
+        None,
+        description=(
+            "StructureMatcher RMS displacement between MLIP- and DFT-relaxed structures, normalised by "
+            "(V/N)^(1/3) as pymatgen defines it; None when they no longer match."
+        ),
+    )
+    mlip_dft_volume_change: float | None = Field(
+        None, description="DFT volume over MLIP volume minus one (relative volume change on DFT relaxation)."
+    )
+    residual_max_force_on_mlip_structure: float | None = Field(
+        None, description="Largest DFT atomic force norm on the MLIP-relaxed structure, eV/Å."
+    )
+    residual_max_stress_on_mlip_structure: float | None = Field(
+        None, description="Largest absolute DFT stress component on the MLIP-relaxed cell, GPa."
+    )
+    dft_energy_per_atom_on_mlip_structure: float | None = Field(
+        None, description="DFT energy per atom of the MLIP-relaxed structure (before DFT relaxation), eV/atom."
+    )
+    stable_tolerance: float = Field(description="DFT e_above_hull at or below which a candidate is confirmed stable, eV/atom.")
+    metastable_threshold: float = Field(
+        description="DFT e_above_hull at or below which a candidate is confirmed metastable, eV/atom."
+    )
+
+
+class ValidationReport(BaseModel):
+    """All validation documents of a campaign and the MLIP-vs-DFT comparison over them."""
+
+    documents: list[ValidationDocument] = Field(description="One document per validated candidate.")
+    n_selected: int = Field(description="Candidates sent to DFT.")
+    n_validated: int = Field(description="Candidates that DFT produced a verdict for.")
+    n_failed: int = Field(description="Candidates whose validation failed.")
+    n_confirmed_stable: int = Field(description="Candidates DFT confirms on the hull.")
+    n_confirmed_metastable: int = Field(description="Candidates DFT places within the metastability window.")
+    e_above_hull_mae: float | None = Field(None, description="Mean |MLIP - DFT| e_above_hull over validated candidates, eV/atom.")
+    formation_energy_mae: float | None = Field(
+        None, description="Mean |MLIP - DFT| formation energy over validated candidates, eV/atom."
+    )
+    mean_residual_max_force: float | None = Field(
+        None, description="Mean of the largest residual DFT force on MLIP structures, eV/Å."
+    )
+    skipped: dict[str, str] = Field(default_factory=dict, description="Candidate id -> why it was not sent to DFT.")

@@ -1,0 +1,126 @@
+"""The store factory: configs, persistence, candidates, credentials."""
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from matris_flows.stores import (
+    CANDIDATE_INDEXES,
+    StoreConfig,
+    StoreConfigError,
+    describe_store,
+    load_store_config,
+    make_candidates_store,
+    make_job_store,
+)
+
+STORES = Path(__file__).parents[2] / "stores"
+
+
+def test_monty_job_store_persists_across_reconnect(tmp_path):
+    store = make_job_store(StoreConfig(), tmp_path)
+    store.connect()
+    store.update(
+        {"uuid": "u1", "index": 1, "output": {"trajectory": [1.0, 2.0]}},
+        save={"data": ["trajectory"]},
+    )
+    store.close()
+
+    reopened = make_job_store(load_store_config(STORES / "local.yaml"), tmp_path)
+    reopened.connect()
+    assert reopened.count() == 1
+    assert reopened.get_output("u1", load=True) == {"trajectory": [1.0, 2.0]}
+    assert reopened.additional_stores["data"].count() == 1
+    assert (tmp_path / "database").is_dir()
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "mongodb.yaml", "mongodb_uri.yaml"])
+def test_example_configs_load(name):
+    config = load_store_config(STORES / name)
+    assert config.concurrent_writers == (config.type != "monty")
+
+
+def test_mongo_configs_build_without_a_server(monkeypatch, tmp_path):
+    monkeypatch.setenv("MATRIS_FLOWS_MONGO_USER", "alice")
+    monkeypatch.setenv("MATRIS_FLOWS_MONGO_PASSWORD", "pw")
+    store = make_job_store(load_store_config(STORES / "mongodb.yaml"), tmp_path)
+    assert type(store.additional_stores["data"]).__name__ == "GridFSStore"
+    assert store.docs_store.username == "alice"
+
+    monkeypatch.setenv("MATRIS_FLOWS_MONGO_URI", "mongodb+srv://alice:pw@example.org")
+    store = make_job_store(load_store_config(STORES / "mongodb_uri.yaml"), tmp_path)
+    assert type(store.additional_stores["data"]).__name__ == "S3Store"
+
+
+def test_config_errors_are_clear(tmp_path):
+    with pytest.raises(StoreConfigError, match="does not exist"):
+        load_store_config(tmp_path / "missing.yaml")
+
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("type: [monty\n")
+    with pytest.raises(StoreConfigError, match="bad.yaml is not valid YAML"):
+        load_store_config(bad_yaml)
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("type: monty\ndatabse: x\n")
+    with pytest.raises(StoreConfigError, match="databse"):
+        load_store_config(typo)
+
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("type: postgres\n")
+    with pytest.raises(StoreConfigError, match="type"):
+        load_store_config(wrong)
+
+    no_uri = tmp_path / "no_uri.yaml"
+    no_uri.write_text("type: mongo_uri\n")
+    with pytest.raises(StoreConfigError, match="uri_env"):
+        load_store_config(no_uri)
+
+
+def test_missing_credentials_name_the_variable(monkeypatch, tmp_path):
+    monkeypatch.delenv("MATRIS_FLOWS_MONGO_PASSWORD", raising=False)
+    monkeypatch.setenv("MATRIS_FLOWS_MONGO_USER", "alice")
+    config = load_store_config(STORES / "mongodb.yaml")
+    with pytest.raises(StoreConfigError, match="MATRIS_FLOWS_MONGO_PASSWORD"):
+        make_job_store(config, tmp_path)
+
+
+def test_password_never_in_repr_or_logs(monkeypatch, tmp_path, caplog):
+    secret = "s3cr3t-Pa55"
+    monkeypatch.setenv("MATRIS_FLOWS_MONGO_USER", "alice")
+    monkeypatch.setenv("MATRIS_FLOWS_MONGO_PASSWORD", secret)
+    monkeypatch.setenv("MATRIS_FLOWS_MONGO_URI", f"mongodb+srv://alice:{secret}@h")
+    caplog.set_level(logging.DEBUG)
+    for name in ("mongodb.yaml", "mongodb_uri.yaml"):
+        config = load_store_config(STORES / name)
+        make_job_store(config, tmp_path)
+        make_candidates_store  # noqa: B018 - connecting needs a server
+        for text in (repr(config), str(config), config.model_dump_json(),
+                     describe_store(config, tmp_path)):
+            assert secret not in text
+    assert secret not in caplog.text
+
+
+def test_candidates_store_indexed_and_queryable(tmp_path):
+    store = make_candidates_store(StoreConfig(type="memory"), tmp_path)
+    indexed = {
+        key for info in store._collection.index_information().values()
+        for key, _ in info["key"]
+    }
+    assert set(CANDIDATE_INDEXES) <= indexed
+    store.update([
+        {"candidate_id": "c1", "chemsys": "Li-O", "formula": "Li2O",
+         "e_above_hull": 0.0, "is_stable": True},
+        {"candidate_id": "c2", "chemsys": "Li-O", "formula": "LiO2",
+         "e_above_hull": 0.12, "is_stable": False},
+    ])
+    assert [d["candidate_id"] for d in store.query({"is_stable": True})] == ["c1"]
+
+
+def test_candidates_store_on_monty(tmp_path):
+    store = make_candidates_store(StoreConfig(), tmp_path)
+    store.update([{"candidate_id": "c1", "chemsys": "Li-O", "e_above_hull": 0.0}])
+    store.close()
+    store = make_candidates_store(StoreConfig(), tmp_path)
+    assert store.count({"chemsys": "Li-O"}) == 1
