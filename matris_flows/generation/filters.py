@@ -20,7 +20,7 @@ from matris_flows.generation.schemas import RejectionReason
 class FilterSettings(BaseModel):
     """Thresholds of the sanity filters."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     min_distance: float = Field(0.7, ge=0, description="Smallest allowed interatomic distance, Å.")
     min_density: float = Field(0.5, ge=0, description="Smallest allowed density, g/cm³.")

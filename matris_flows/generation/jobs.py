@@ -246,8 +246,15 @@ class ChunkedGenerationMaker(GenerationMaker):
 
     name: str = "generate candidates (chunked)"
     chunk_size: int = 500
+    collect_outputs: bool = False
+    """Replace each chunk job by (chunk job, next chunk) instead of adding them, so that a
+    downstream job that references this job's output waits for the whole stream and gets
+    ``{"chunk": <chunk job output>, "report": ..., "next": <next level or None>}``
+    (see :func:`iter_stream_outputs`)."""
 
-    @job(output_schema=GenerationChunk)
+    # No output_schema: with collect_outputs the replacement flow's output (a stream dict)
+    # becomes this job's output, and jobflow would validate it against the chunk schema.
+    @job
     def make(
         self,
         chunk_maker: ChunkMaker | None = None,
@@ -299,4 +306,30 @@ class ChunkedGenerationMaker(GenerationMaker):
             additions.append(next_job)
         if not additions:
             return Response(output=output)
-        return Response(output=output, addition=Flow(additions, name=f"{self.name} after chunk {chunk_index}"))
+        follow_up = f"{self.name} after chunk {chunk_index}"
+        if self.collect_outputs:
+            chunk_output = additions[0].output if chunk and chunk_maker is not None else None
+            stream = {
+                "chunk": chunk_output,
+                "report": output.report,
+                "next": next_job.output if not exhausted else None,
+            }
+            return Response(output=output, replace=Flow(additions, output=stream, name=follow_up))
+        return Response(output=output, addition=Flow(additions, name=follow_up))
+
+
+def iter_stream_outputs(stream: dict[str, Any] | GenerationChunk | None) -> Iterator[tuple[Any, GenerationReport | None]]:
+    """Walk a collected stream (see ``ChunkedGenerationMaker.collect_outputs``) iteratively.
+
+    Yields ``(chunk job output, cumulative report)`` per chunk, in chunk order; the last
+    report covers the whole campaign. A stream that produced no candidates is a bare
+    :class:`GenerationChunk`, yielded as ``(None, report)``.
+    """
+    while stream is not None:
+        if isinstance(stream, GenerationChunk) or (isinstance(stream, dict) and "chunk_index" in stream):
+            chunk = stream if isinstance(stream, GenerationChunk) else GenerationChunk.model_validate(stream)
+            yield None, chunk.report
+            return
+        report = stream["report"]
+        yield stream["chunk"], report if isinstance(report, GenerationReport) else GenerationReport.model_validate(report)
+        stream = stream["next"]

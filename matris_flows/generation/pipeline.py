@@ -41,7 +41,7 @@ class CandidateSource(Protocol):
 class DedupSettings(BaseModel):
     """How duplicates are found (see :mod:`matris_flows.generation.dedup`)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     key_mode: str = Field("spacegroup", description="Bucket key: 'spacegroup' (formula|sg|primitive size) or 'formula'.")
     symprec: float = Field(0.1, gt=0, description="spglib tolerance for the bucket key, Å.")

@@ -2,7 +2,7 @@
 
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pymatgen.core import Structure
 
 from matris_flows.potentials.naming import EnergyConvention
@@ -22,6 +22,8 @@ class RelaxSettings(BaseModel):
     Defaults follow the MatRIS Matbench Discovery runs: FIRE + FrechetCellFilter,
     fmax 0.05 eV/Å, at most 500 steps.
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     optimizer: str = Field("FIRE", description="ASE optimizer name (FIRE, BFGS, LBFGS, ...).")
     cell_filter: str = Field("FrechetCellFilter", description="ASE filter used when the cell relaxes.")

@@ -42,6 +42,16 @@ def flatten_relaxations(outputs: object) -> list[RelaxationDocument]:
     if isinstance(outputs, dict):
         if "documents" in outputs:
             return flatten_relaxations(outputs["documents"])
+        if "next" in outputs and "chunk" in outputs:
+            # A collected generation stream {"chunk", "report", "next"}: walk it iteratively,
+            # a long campaign nests one level per chunk.
+            documents = []
+            while isinstance(outputs, dict) and "next" in outputs:
+                documents.extend(flatten_relaxations(outputs["chunk"]))
+                outputs = outputs["next"]
+            return documents
+        if "chunk_index" in outputs:  # a generation chunk with no candidates to relax
+            return []
         return [RelaxationDocument.model_validate(outputs)]
     if isinstance(outputs, Iterable) and not isinstance(outputs, str | bytes):
         return [doc for item in outputs for doc in flatten_relaxations(item)]
