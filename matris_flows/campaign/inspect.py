@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from maggma.core import Store
+from pymatgen.core import Composition
+from pymatgen.entries.computed_entries import ComputedEntry
 
 from matris_flows.campaign.flow import _references
 from matris_flows.campaign.runner import SPEC_FILE
@@ -42,11 +44,21 @@ def export_campaign(
 
 
 def plot_campaign(directory: str | Path, chemsys: str, path: str | Path) -> Path:
-    """Convex hull of ``chemsys`` (the campaign's reference entries) with its candidates on it."""
+    """Convex hull of ``chemsys`` with the campaign's candidates on it.
+
+    MP-scale campaigns are drawn on their reference entries. Campaign-internal hulls
+    (potentials whose energies are not MP-compatible) are drawn in formation-energy
+    space, elements at zero, which is the same hull without needing the reference
+    relaxations again.
+    """
     directory = Path(directory)
     spec = load_spec(directory / SPEC_FILE)
     chemsys = "-".join(sorted(chemsys.split("-")))
-    entries = _references(spec, directory).get_entries(chemsys)
     elements = set(chemsys.split("-"))
     docs = [d for d in query_campaign(directory) if d.get("chemsys") and set(d["chemsys"].split("-")) <= elements]
+    if docs and all(d.get("hull_kind") == "campaign_internal" for d in docs):
+        docs = [{**d, "corrected_energy_per_atom": d.get("formation_energy_per_atom")} for d in docs]
+        entries = [ComputedEntry(Composition(element), 0.0, entry_id=f"{element} (reference)") for element in sorted(elements)]
+    else:
+        entries = _references(spec, directory).get_entries(chemsys)
     return plot_hull(chemsys, docs, entries, path)
