@@ -20,6 +20,7 @@ from matris_flows.generation.jobs import (
     SubstitutionMaker,
 )
 from matris_flows.relax.jobs import RelaxMaker
+from matris_flows.shared_data import shared_data_dir
 from matris_flows.stores import make_collection_store
 from matris_flows.thermo.jobs import HullMaker
 from matris_flows.thermo.references import LocalFileReferences, MPApiReferences
@@ -157,8 +158,6 @@ def _templates(paths: list[str], max_templates: int | None, max_atoms: int | Non
 def resolve_data_path(path: str) -> str:
     """``shared:<file>`` names a file in the shared reference data folder."""
     if path.startswith("shared:"):
-        from matris_flows.thermo.references import shared_data_dir
-
         return str(shared_data_dir() / path.removeprefix("shared:"))
     return path
 

@@ -19,18 +19,11 @@ from monty.json import MontyDecoder, MSONable, jsanitize
 from monty.serialization import loadfn
 from pymatgen.entries.computed_entries import ComputedEntry
 
+from matris_flows.shared_data import SHARED_DATA_ENV, shared_data_dir  # noqa: F401 (re-exported)
 from matris_flows.thermo.chemsys import chemsys_of, elements_of, within
 from matris_flows.thermo.schemas import HullKind, ReferenceProvenance
 
-SHARED_DATA_ENV = "MATRIS_FLOWS_SHARED_DATA"
 MP_ELEMENTAL_REFS_FILE = "mp_elemental_refs_2023-02-07.json.gz"
-
-
-def shared_data_dir() -> Path:
-    """The project's read-only reference data: ``$MATRIS_FLOWS_SHARED_DATA`` or ``<repo>/../shared/data``."""
-    if env := os.environ.get(SHARED_DATA_ENV):
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def default_reference_files() -> list[Path]:

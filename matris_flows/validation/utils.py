@@ -7,12 +7,12 @@ once they have been through a job store; this stage reads them only through
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pymatgen.core import Structure
+
+from matris_flows.shared_data import shared_data_dir  # noqa: F401 (re-exported)
 
 
 @runtime_checkable
@@ -64,18 +64,6 @@ def candidate_potential_name(candidate: CandidateLike | Mapping[str, Any]) -> st
         return None
     potential = candidate_field(relaxation, "potential")
     return None if potential is None else candidate_field(potential, "name")
-
-
-def shared_data_dir() -> Path:
-    """Return the shared reference-data folder.
-
-    ``MATRIS_FLOWS_SHARED_DATA`` wins; otherwise ``<repo root>/../shared/data``, where the
-    project's machines keep the offline MP data.
-    """
-    env = os.environ.get("MATRIS_FLOWS_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def slim_candidate(candidate: CandidateLike | Mapping[str, Any]) -> dict[str, Any]:
