@@ -36,6 +36,12 @@ visible.
     python benchmarks/workflow_overhead.py                 # 10k candidates (~10 min on 2 idle cores)
     python benchmarks/workflow_overhead.py --quick         # 1k candidates, smoke test
     python benchmarks/workflow_overhead.py --quick --profile   # + cProfile of the driver
+    python benchmarks/workflow_overhead.py --no-worker-profiler  # Dask's worker profiler off
+
+Besides the table, the run splits the 1-worker time into: time inside ``relax_one``
+(the documents' ``wall_time_s``), time inside Dask tasks (``Job.run``: jobflow's
+output validation/serialisation and the in-memory recording store) and wall time
+outside tasks (driver: scheduling, transfer, unpickling, MontyStore and journal writes).
 
 Last line: ``workflow_overhead_pct: <value>``.
 """

@@ -18,7 +18,7 @@ from monty.json import MontyDecoder
 from pydantic import BaseModel, Field
 
 from matris_flows.campaign.flow import ScreeningMaker
-from matris_flows.campaign.spec import CampaignSpec, load_spec
+from matris_flows.campaign.spec import CampaignSpec, SpecError, load_spec
 from matris_flows.execution import JobEvent, open_client, run_on_dask
 from matris_flows.stores import make_candidates_store, make_job_store
 
@@ -51,9 +51,16 @@ def _prepare(spec: CampaignSpec, directory: Path, spec_path: Path | None, fresh:
     """Write the spec and the Flow once; reuse them on resume so job uuids stay the same."""
     directory.mkdir(parents=True, exist_ok=True)
     flow_file, manifest_file = directory / FLOW_FILE, directory / MANIFEST_FILE
+    # The spec as run, with its store config inlined, so a resume needs nothing else.
+    resolved = spec.model_copy(update={"store": spec.store_config(spec_path.parent if spec_path else None)})
+    if not fresh and flow_file.exists():
+        previous = load_spec(directory / SPEC_FILE)
+        if previous.model_dump(mode="json") != resolved.model_dump(mode="json"):
+            raise SpecError(
+                f"campaign directory {str(directory)!r} was started with a different spec; "
+                "resume it with its own spec.yaml, start over with --fresh, or use another --dir"
+            )
     if fresh or not flow_file.exists():
-        # The spec as run, with its store config inlined, so a resume needs nothing else.
-        resolved = spec.model_copy(update={"store": spec.store_config(spec_path.parent if spec_path else None)})
         (directory / SPEC_FILE).write_text(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False))
         flow = ScreeningMaker.from_spec(spec, directory).make()
         manifest = {"name": spec.name, **{key: job.uuid for key, job in zip(("generation", "hull", "validation"), flow.jobs)}}

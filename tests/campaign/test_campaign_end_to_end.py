@@ -154,6 +154,16 @@ def test_queries_and_cli(dask_campaign, tmp_path, capsys):
     assert status["candidates"] == 6
 
 
+def test_a_changed_spec_does_not_silently_resume_an_old_campaign(dask_campaign, tmp_path):
+    from matris_flows.campaign.spec import SpecError
+
+    directory, _ = dask_campaign
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(SPEC.replace("max_steps: 200", "max_steps: 100"))
+    with pytest.raises(SpecError, match="different spec"):
+        run_campaign(changed, directory, manager="local")
+
+
 def test_cli_reports_a_bad_spec_without_a_traceback(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ngeneration: {}\n")
