@@ -158,6 +158,11 @@ def _visible_gpus() -> int:
         return 0
 
 
+# Dask's sampling profiler interrupts every task every 10 ms; with pure-Python potentials
+# (EMT, ASE optimizers) it slowed relaxations inside workers by 10-20 % (benchmarks/workflow_overhead.py).
+_QUIET_WORKER_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+
+
 def jobqueue_kwargs(profile: ExecutionProfile) -> dict[str, Any]:
     """Keyword arguments of ``SLURMCluster``/``PBSCluster`` for ``profile``."""
     threads = profile.worker_threads()
@@ -173,7 +178,7 @@ def jobqueue_kwargs(profile: ExecutionProfile) -> dict[str, Any]:
         "account": profile.account,
         "job_script_prologue": [
             *profile.job_script_prologue,
-            *(f"export {k}={v}" for k, v in thread_env(threads).items()),
+            *(f"export {k}={v}" for k, v in {**thread_env(threads), **_QUIET_WORKER_ENV}.items()),
         ],
         "worker_extra_args": [],
     }
@@ -210,7 +215,7 @@ def make_cluster(profile: ExecutionProfile):
             "threads_per_worker": profile.threads_per_worker,
             "processes": True,
             # in the environment before numpy/torch are imported in the worker
-            "env": thread_env(threads),
+            "env": {**thread_env(threads), **_QUIET_WORKER_ENV},
             "dashboard_address": None,
         }
         if profile.memory:

@@ -81,6 +81,9 @@ def relax_one(
         reason = f"{type(exc).__name__}: {exc}"
         return failed_document(candidate_id, structure, reason, potential, settings, ENGINE, perf_counter() - start, optimizer.nsteps), trajectory
     atoms.set_constraint()  # FixSymmetry must not leak into the pymatgen conversion
+    # get_structure copies atoms.calc onto the Structure: detach it, or every document
+    # would carry (and pickle, across Dask) the whole model.
+    atoms.calc = None
     final = AseAtomsAdaptor.get_structure(atoms)
     document = finished_document(
         candidate_id, structure, final, energy, forces, stress, magmoms, converged,

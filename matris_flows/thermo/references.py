@@ -8,7 +8,6 @@ must never turn into a silent zero above a hull built from too few phases.
 
 import contextlib
 import datetime
-import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path

@@ -102,6 +102,8 @@ def test_every_bad_input_gets_a_status_and_the_rest_finish():
     assert "Si" in documents[2].failure_reason
     assert documents[3].status is RelaxStatus.FAILED and "partial occupancies" in documents[3].failure_reason
     assert documents[0].energy == pytest.approx(documents[4].energy, abs=1e-3)
+    # The relaxed structure must not drag the potential along (pickled across Dask workers).
+    assert getattr(documents[0].structure, "calc", None) is None
 
 
 def test_element_unknown_to_matris_fails_that_candidate_only(tiny_matris_checkpoint):
