@@ -36,7 +36,6 @@ visible.
     python benchmarks/workflow_overhead.py                 # 10k candidates (~10 min on 2 idle cores)
     python benchmarks/workflow_overhead.py --quick         # 1k candidates, smoke test
     python benchmarks/workflow_overhead.py --quick --profile   # + cProfile of the driver
-    python benchmarks/workflow_overhead.py --no-worker-profiler  # Dask's worker profiler off
 
 Besides the table, the run splits the 1-worker time into: time inside ``relax_one``
 (the documents' ``wall_time_s``), time inside Dask tasks (``Job.run``: jobflow's
@@ -146,14 +145,12 @@ def _warm_worker(steps: int, relax_cell: bool):
 
 
 @contextlib.contextmanager
-def warm_client(n_workers: int, steps: int, relax_cell: bool, worker_profiler: bool = True):
+def warm_client(n_workers: int, steps: int, relax_cell: bool):
     """A LocalCluster client with ``n_workers`` x 1 thread, every worker warmed up.
 
-    ``worker_profiler=False`` turns off Dask's statistical profiler in the workers (a
-    thread sampling every task's stack every 10 ms), which competes for the GIL with
-    pure-Python model code.
+    The cluster comes from the project's own factory, with its quiet worker settings
+    (no sampling profiler, slow monitors), as a campaign gets it.
     """
-    import dask
     from jobflow import Flow, JobStore
     from maggma.stores import MemoryStore
 
@@ -162,8 +159,7 @@ def warm_client(n_workers: int, steps: int, relax_cell: bool, worker_profiler: b
     from matris_flows.relax.jobs import RelaxMaker
 
     profile = ExecutionProfile(kind="local", n_workers=n_workers, threads_per_worker=1, torch_threads=1)
-    config = {} if worker_profiler else {"distributed.worker.profile.enabled": False}
-    with dask.config.set(config), open_client(profile) as client:
+    with open_client(profile) as client:
         client.wait_for_workers(n_workers)
         client.run(_warm_worker, steps, relax_cell)
         # one tiny flow per worker through the whole path (job unpickling, recording store)
@@ -257,10 +253,6 @@ def main() -> None:
     parser.add_argument("--relax-cell", action="store_true", help="also relax the cell (FrechetCellFilter)")
     parser.add_argument("--skip-scaling", action="store_true", help="skip the 1- vs 2-worker model-bound run")
     parser.add_argument("--profile", action="store_true", help="cProfile the driver during the 1-worker run")
-    parser.add_argument(
-        "--no-worker-profiler", action="store_true",
-        help="turn off Dask's statistical profiler in the workers (distributed.worker.profile.enabled)",
-    )
     parser.add_argument("--quick", action="store_true", help="smoke test: 1000 candidates, 200 model-bound")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -280,7 +272,7 @@ def main() -> None:
     print(
         f"{len(structures)} candidates ({n_atoms} atoms), potential EMT, {args.steps} fixed FIRE steps, "
         f"relax_cell={args.relax_cell}, {n_jobs} jobs x {args.chunk_size}, "
-        f"dask worker profiler {'off' if args.no_worker_profiler else 'on'}, cores={cores}, "
+        f"cores={cores}, "
         f"load avg {os.getloadavg()[0]:.1f}",
         flush=True,
     )
@@ -296,7 +288,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="workflow_overhead_") as tmp:
         tmp = Path(tmp)
         # (2) workflow path, 1 worker
-        with warm_client(1, args.steps, args.relax_cell, not args.no_worker_profiler) as client:
+        with warm_client(1, args.steps, args.relax_cell) as client:
             t_wf, cpu_wf, wf_docs, n_stored, n_run, profiler, task_wf = run_workflow(
                 client, structures, ids, settings, args.chunk_size, tmp / "overhead", profile=args.profile
             )
@@ -317,7 +309,7 @@ def main() -> None:
             mb_chunk = max(1, -(-len(mb_ids) // args.model_bound_jobs))
             mb = {}
             for workers in (1, 2):
-                with warm_client(workers, args.model_bound_steps, args.relax_cell, not args.no_worker_profiler) as client:
+                with warm_client(workers, args.model_bound_steps, args.relax_cell) as client:
                     t, cpu, docs, _, n_mb_jobs, _, _ = run_workflow(
                         client, mb_structures, mb_ids, mb_settings, mb_chunk, tmp / f"scaling_{workers}w"
                     )

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 from typing import Any, Literal
 
+import dask
 from distributed import Client, WorkerPlugin
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -158,9 +159,21 @@ def _visible_gpus() -> int:
         return 0
 
 
-# Dask's sampling profiler interrupts every task every 10 ms; with pure-Python potentials
-# (EMT, ASE optimizers) it slowed relaxations inside workers by 10-20 % (benchmarks/workflow_overhead.py).
-_QUIET_WORKER_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+# Worker background threads (the sampling profiler every 10 ms, system and memory monitors,
+# the event-loop tick) take the GIL from pure-Python relaxations (ASE optimizers, EMT): one
+# worker ran a fixed EMT workload in 4.57 s against 3.64 s in a plain process, and in 3.52 s
+# with these settings (benchmarks/workflow_overhead.py has the campaign-scale numbers).
+QUIET_WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.tick.interval": "1s",
+}
+
+
+def _config_env(config: dict[str, Any]) -> dict[str, str]:
+    """Dask config as DASK_* environment variables (for batch jobs that start workers)."""
+    return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value) for key, value in config.items()}
 
 
 def jobqueue_kwargs(profile: ExecutionProfile) -> dict[str, Any]:
@@ -178,7 +191,7 @@ def jobqueue_kwargs(profile: ExecutionProfile) -> dict[str, Any]:
         "account": profile.account,
         "job_script_prologue": [
             *profile.job_script_prologue,
-            *(f"export {k}={v}" for k, v in {**thread_env(threads), **_QUIET_WORKER_ENV}.items()),
+            *(f"export {k}={v}" for k, v in {**thread_env(threads), **_config_env(QUIET_WORKER_CONFIG)}.items()),
         ],
         "worker_extra_args": [],
     }
@@ -215,7 +228,7 @@ def make_cluster(profile: ExecutionProfile):
             "threads_per_worker": profile.threads_per_worker,
             "processes": True,
             # in the environment before numpy/torch are imported in the worker
-            "env": {**thread_env(threads), **_QUIET_WORKER_ENV},
+            "env": thread_env(threads),
             "dashboard_address": None,
         }
         if profile.memory:
@@ -224,7 +237,8 @@ def make_cluster(profile: ExecutionProfile):
             kwargs["local_directory"] = profile.local_directory
         if profile.gpus_per_worker:
             kwargs["resources"] = {"GPU": profile.gpus_per_worker}
-        return LocalCluster(**kwargs)
+        with dask.config.set(QUIET_WORKER_CONFIG):  # nannies hand this config to their workers
+            return LocalCluster(**kwargs)
     if profile.kind == "slurm":
         from dask_jobqueue import SLURMCluster
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pymatgen.core import Structure
 
 from matris_flows.potentials.loader import Potential, load_potential
-from matris_flows.potentials.naming import DEFAULT_POTENTIAL
+from matris_flows.potentials.naming import DEFAULT_POTENTIAL, PotentialKind
 from matris_flows.relax import ase_engine, torchsim_engine
 from matris_flows.relax.checks import input_problem
 from matris_flows.relax.documents import failed_document, structure_fingerprint
@@ -15,11 +15,16 @@ from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings, RelaxT
 logger = logging.getLogger(__name__)
 
 
-def choose_engine(settings: RelaxSettings, potential: Potential) -> str:
-    """'torchsim' where batching pays (a GPU, or asked for) and is supported, else 'ase'.
+# Measured on 2 CPU cores (benchmarks/relax_throughput.py, 32 cells of 2-16 atoms): batched
+# CHGNet relaxed 3.1x faster than per-structure ASE in one process, its per-call overhead
+# dominating small cells. MatRIS-10M on CPU gains nothing from batching and needs GBs for it.
+_BATCHES_ON_CPU = {PotentialKind.CHGNET}
 
-    On CPU one batched forward of many cells costs about as much as separate calls
-    (measured with MatRIS), so ``auto`` batches only on GPUs.
+
+def choose_engine(settings: RelaxSettings, potential: Potential) -> str:
+    """'torchsim' where batching pays and is supported, else 'ase'.
+
+    ``auto`` batches on GPUs, and on CPUs only for potentials measured to gain from it.
     """
     if settings.engine == "ase":
         return "ase"
@@ -28,7 +33,8 @@ def choose_engine(settings: RelaxSettings, potential: Potential) -> str:
         if not batched_ok:
             logger.warning("torchsim engine cannot run these settings/potential; using ase")
         return "torchsim" if batched_ok else "ase"
-    return "torchsim" if batched_ok and potential.device.startswith("cuda") else "ase"
+    pays = potential.device.startswith("cuda") or potential.spec.kind in _BATCHES_ON_CPU
+    return "torchsim" if batched_ok and pays else "ase"
 
 
 def relax_with_trajectories(

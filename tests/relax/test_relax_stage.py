@@ -167,3 +167,14 @@ def test_fix_symmetry_keeps_the_space_group():
     [document] = relax_structures([copper], emt, RelaxSettings(fix_symmetry=True, symprec=0.05))
     assert document.status is RelaxStatus.CONVERGED
     assert document.structure.get_space_group_info(symprec=1e-3)[1] == 225
+
+
+def test_auto_engine_batches_where_it_was_measured_to_pay(tiny_matris_checkpoint):
+    from matris_flows.relax.engine import choose_engine
+
+    auto = RelaxSettings()
+    assert choose_engine(auto, load_potential("chgnet", device="cpu")) == "torchsim"
+    assert choose_engine(auto, load_potential(str(tiny_matris_checkpoint), device="cpu")) == "ase"
+    assert choose_engine(auto, load_potential("ase.calculators.emt:EMT")) == "ase"  # no batched model
+    assert choose_engine(RelaxSettings(fix_symmetry=True), load_potential("chgnet", device="cpu")) == "ase"
+    assert choose_engine(RelaxSettings(engine="ase"), load_potential("chgnet", device="cpu")) == "ase"
