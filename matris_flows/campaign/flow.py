@@ -23,7 +23,7 @@ from matris_flows.relax.jobs import RelaxMaker
 from matris_flows.shared_data import shared_data_dir
 from matris_flows.stores import make_collection_store
 from matris_flows.thermo.jobs import HullMaker
-from matris_flows.thermo.references import LocalFileReferences, MPApiReferences
+from matris_flows.thermo.references import LocalFileReferences, MissingReferenceError, MPApiReferences
 
 MP_CACHE_COLLECTION = "mp_reference_cache"
 
@@ -40,7 +40,7 @@ def validate_best(candidates: list, validation_maker: Maker, references) -> Resp
     for chemsys in systems:
         try:
             entries.extend(references.get_entries(chemsys))
-        except Exception:  # a system without references is still validated against its elements
+        except MissingReferenceError:  # a system without references is still validated against its elements
             continue
     return Response(replace=validation_maker.make(candidates, entries))
 

@@ -16,6 +16,7 @@ from matris_flows.campaign.runner import SPEC_FILE
 from matris_flows.campaign.spec import load_spec
 from matris_flows.results import CandidateQuery, export_structures, plot_hull, query_candidates
 from matris_flows.stores import make_candidates_store
+from matris_flows.thermo.chemsys import chemsys_of
 
 
 @contextmanager
@@ -53,8 +54,8 @@ def plot_campaign(directory: str | Path, chemsys: str, path: str | Path) -> Path
     """
     directory = Path(directory)
     spec = load_spec(directory / SPEC_FILE)
-    chemsys = "-".join(sorted(chemsys.split("-")))
     elements = set(chemsys.split("-"))
+    chemsys = chemsys_of(elements)
     docs = [d for d in query_campaign(directory) if d.get("chemsys") and set(d["chemsys"].split("-")) <= elements]
     if docs and all(d.get("hull_kind") == "campaign_internal" for d in docs):
         docs = [{**d, "corrected_energy_per_atom": d.get("formation_energy_per_atom")} for d in docs]

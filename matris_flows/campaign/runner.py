@@ -143,8 +143,7 @@ def _collect(name: str, directory: Path, job_store: JobStore, candidates_store: 
         if document["candidate_id"] in by_id:
             by_id[document["candidate_id"]]["validation"] = document
     rows = []
-    for doc in by_id.values():
-        doc = json.loads(json.dumps(doc, default=str))
+    for doc in by_id.values():  # plain dicts already: the job store keeps sanitized outputs
         doc["campaign"] = name
         doc["elements"] = sorted(doc["chemsys"].split("-"))
         rows.append(doc)

@@ -19,9 +19,8 @@ from matris_flows.potentials.matris_weights import (
     load_matris_checkpoint,
     resolve_matris_checkpoint,
 )
-from matris_flows.potentials.naming import PotentialKind, PotentialSpec, parse_potential
+from matris_flows.potentials.naming import PotentialInfo, PotentialKind, PotentialSpec, parse_potential
 from matris_flows.provenance import package_versions
-from matris_flows.relax.schemas import PotentialInfo
 
 # Both MatRIS and CHGNet embed atomic numbers 1..94.
 _Z_MAX_EMBEDDED = 94

@@ -108,3 +108,15 @@ def parse_potential(name: str) -> PotentialSpec:
         "MatRIS checkpoint file, 'chgnet', 'sevennet', 'hienet', or an ASE calculator import path "
         "such as 'ase.calculators.emt:EMT'."
     )
+
+
+class PotentialInfo(BaseModel):
+    """Provenance of the potential that produced a result."""
+
+    name: str = Field(description="Potential name as given (MatRIS key, checkpoint path, chgnet, import path).")
+    kind: str = Field(description="How it was loaded (matris_key, matris_checkpoint, chgnet, ase, ...).")
+    checkpoint_path: str | None = Field(None, description="Weights file that was loaded, if any.")
+    checkpoint_sha256: str | None = Field(None, description="SHA-256 of the weights file.")
+    device: str = Field(description="Torch device the model ran on.")
+    energy_convention: EnergyConvention = Field(description="Whether MP2020 corrections apply to its energies.")
+    package_versions: dict[str, str] = Field(default_factory=dict, description="Versions of the packages involved.")

@@ -1,8 +1,5 @@
 """Assemble :class:`RelaxationDocument` s from what an engine produced, the same way for every engine."""
 
-import hashlib
-import json
-
 import numpy as np
 from ase.units import GPa
 from pymatgen.core import Structure
@@ -10,23 +7,14 @@ from pymatgen.core import Structure
 from matris_flows.potentials.loader import Potential
 from matris_flows.relax.checks import result_problem
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings, RelaxStatus
-
-
-def structure_fingerprint(structure: Structure) -> str:
-    """A stable id for a structure (species, rounded lattice and fractional coordinates)."""
-    payload = {
-        "lattice": np.round(structure.lattice.matrix, 5).tolist(),
-        "species": [site.species_string for site in structure],
-        "frac": np.round(np.mod(structure.frac_coords, 1.0), 5).tolist(),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+from matris_flows.thermo.chemsys import chemsys_of
 
 
 def _identity(structure: Structure) -> dict:
     composition = structure.composition
     return {
         "formula": composition.reduced_formula,
-        "chemsys": "-".join(sorted(el.symbol for el in composition.elements)),
+        "chemsys": chemsys_of(composition.elements),
         "nsites": len(structure),
     }
 

@@ -5,11 +5,13 @@ from collections.abc import Sequence
 
 from pymatgen.core import Structure
 
+from matris_flows.generation.ids import candidate_id
+
 from matris_flows.potentials.loader import Potential, load_potential
 from matris_flows.potentials.naming import DEFAULT_POTENTIAL, PotentialKind
 from matris_flows.relax import ase_engine, torchsim_engine
 from matris_flows.relax.checks import input_problem
-from matris_flows.relax.documents import failed_document, structure_fingerprint
+from matris_flows.relax.documents import failed_document
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings, RelaxTrajectory
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ def relax_with_trajectories(
     """
     settings = settings or RelaxSettings()
     potential = potential if isinstance(potential, Potential) else load_potential(potential, device=device)
-    ids = list(candidate_ids) if candidate_ids is not None else [structure_fingerprint(s) for s in structures]
+    ids = list(candidate_ids) if candidate_ids is not None else [candidate_id(s) for s in structures]
     if len(ids) != len(structures):
         raise ValueError(f"{len(structures)} structures but {len(ids)} candidate ids")
     engine = "ase" if keep_trajectories else choose_engine(settings, potential)

@@ -5,7 +5,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 from pymatgen.core import Structure
 
-from matris_flows.potentials.naming import EnergyConvention
+from matris_flows.potentials.naming import PotentialInfo
 
 
 class RelaxStatus(StrEnum):
@@ -37,18 +37,6 @@ class RelaxSettings(BaseModel):
     max_volume_ratio: float = Field(
         3.0, gt=1, description="A relaxation whose volume changes by more than this factor is failed."
     )
-
-
-class PotentialInfo(BaseModel):
-    """Provenance of the potential that produced a result."""
-
-    name: str = Field(description="Potential name as given (MatRIS key, checkpoint path, chgnet, import path).")
-    kind: str = Field(description="How it was loaded (matris_key, matris_checkpoint, chgnet, ase, ...).")
-    checkpoint_path: str | None = Field(None, description="Weights file that was loaded, if any.")
-    checkpoint_sha256: str | None = Field(None, description="SHA-256 of the weights file.")
-    device: str = Field(description="Torch device the model ran on.")
-    energy_convention: EnergyConvention = Field(description="Whether MP2020 corrections apply to its energies.")
-    package_versions: dict[str, str] = Field(default_factory=dict, description="Versions of the packages involved.")
 
 
 class RelaxationDocument(BaseModel):
