@@ -28,6 +28,8 @@ from jobflow import JobStore
 from maggma.core import Store
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from matris_flows.core.publishing import CANDIDATES_STORE_NAME
+
 logger = logging.getLogger(__name__)
 
 CANDIDATE_INDEXES = ("candidate_id", "chemsys", "formula", "e_above_hull", "is_stable")
@@ -275,10 +277,13 @@ def make_job_store(
     """The campaign's jobflow JobStore (not connected).
 
     Additional stores: ``data`` for large outputs (jobs declare e.g.
-    ``@job(data="trajectory")``) and ``journal`` for the Dask manager's resume records.
+    ``@job(data="trajectory")``), ``journal`` for the Dask manager's resume records and
+    ``candidates``, the queryable collection hull jobs publish candidate documents to.
     """
     config = config or StoreConfig()
     logger.debug(f"job store: {describe_store(config, campaign_dir)}")
+    candidates = make_collection_store(config, campaign_dir, config.candidates_collection)
+    candidates.key = "candidate_id"
     return JobStore(
         make_collection_store(config, campaign_dir, config.docs_collection),
         additional_stores={
@@ -286,6 +291,7 @@ def make_job_store(
             JOURNAL_STORE_NAME: make_collection_store(
                 config, campaign_dir, config.journal_collection
             ),
+            CANDIDATES_STORE_NAME: candidates,
         },
     )
 

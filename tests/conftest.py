@@ -15,7 +15,7 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 @pytest.fixture(scope="session")
 def tiny_matris_checkpoint(tmp_path_factory):
     """A 2-layer random MatRIS checkpoint that knows elements H..Bi (Z 1-83)."""
-    from matris_flows.potentials.testing import write_random_matris_checkpoint
+    from matris_flows.testing.potentials import write_random_matris_checkpoint
 
     return write_random_matris_checkpoint(
         tmp_path_factory.mktemp("weights") / "tiny_matris.pth.tar", known_elements=range(1, 84)

@@ -1,82 +1,148 @@
 """``ScreeningMaker``: the campaign as one ordinary jobflow Flow.
 
-generation (streamed in chunks; each chunk fans out one relaxation job) → hull →
-optional DFT validation. It runs with jobflow's ``run_locally``, on Dask through
-:func:`matris_flows.execution.run_on_dask`, or with any other jobflow manager.
+plan → generation shards (in parallel) → per chunk: relaxation → reference hull, whose
+candidate documents are published at once → campaign-wide hull and duplicates → optional
+DFT validation. The fan-out is flat (plan → shard → chunk, whatever the campaign size)
+and no job's input or output grows with the campaign. It runs with jobflow's
+``run_locally``, on Dask through :func:`matris_flows.execution.run_on_dask`, or with any
+other jobflow manager whose JobStore has a ``candidates`` additional store.
 """
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from jobflow import Flow, Maker, Response, job
+from jobflow.core.job import JobConfig
+from jobflow.core.reference import OnMissing
 
 from matris_flows.campaign.spec import CampaignSpec
+from matris_flows.core.publishing import CANDIDATES_STORE_NAME
 from matris_flows.generation.jobs import (
     CandidateSourceMaker,
-    ChunkedGenerationMaker,
     FileSourceMaker,
     PrototypeMaker,
     RandomSearchMaker,
+    ShardedGenerationMaker,
     SubstitutionMaker,
 )
 from matris_flows.relax.jobs import RelaxMaker
 from matris_flows.shared_data import shared_data_dir
 from matris_flows.stores import make_collection_store
-from matris_flows.thermo.jobs import HullMaker
+from matris_flows.thermo.jobs import CampaignHullMaker, HullMaker
 from matris_flows.thermo.references import LocalFileReferences, MissingReferenceError, MPApiReferences
 
 MP_CACHE_COLLECTION = "mp_reference_cache"
+_POOL_PER_SYSTEM = 4  # candidates read per system and top_k slot: room for selection's own dedup
 
 
-@job
-def validate_best(candidates: list, validation_maker: Maker, references) -> Response:
-    """Select the best candidates and replace this job by their DFT validation flow.
+@dataclass
+class ScreenChunkMaker(Maker):
+    """What each generation chunk becomes: its relaxation, then its reference hull (published at once)."""
 
-    The reference entries of the candidates' chemical systems serve as deduplication
-    targets and as the reference phases of the DFT hull.
+    name: str = "chunk"
+    relax: RelaxMaker = field(default_factory=RelaxMaker)
+    hull: HullMaker = field(default_factory=HullMaker)
+
+    def make(self, structures: Any, candidate_ids: Any, provenance: Any = None) -> Flow:
+        """Relax ``structures`` and assess them (arguments are usually references to a shard's output)."""
+        relax = self.relax.make(structures, candidate_ids)
+        hull = self.hull.make(relax.output, provenance=provenance, relax_job=relax.uuid)
+        return Flow([relax, hull], name=self.name)
+
+
+@job(config=JobConfig(expose_store=True, on_missing_references=OnMissing.NONE))
+def validate_best(after: Any, validation_maker: Maker, references, campaign: str | None = None) -> Response:
+    """Select the best candidates from the candidates store and replace this job by their DFT validation.
+
+    Reads a bounded pool per chemical system (never the whole campaign). The reference
+    entries of the selected candidates' systems serve as deduplication targets and as
+    the reference phases of the DFT hull.
     """
-    systems = sorted({c["chemsys"] if isinstance(c, dict) else c.chemsys for c in candidates})
+    from jobflow import CURRENT_JOB
+
+    store = CURRENT_JOB.store.additional_stores[CANDIDATES_STORE_NAME]
+    selection = validation_maker.selection
+    criteria: dict[str, Any] = {"thermo_status": "ok", "e_above_hull": {"$lte": selection.max_e_above_hull}}
+    if campaign is not None:
+        criteria["campaign"] = campaign
+    pool = []
+    for chemsys in sorted(store.distinct("chemsys", criteria)):
+        pool.extend(
+            store.query({**criteria, "chemsys": chemsys}, sort={"e_above_hull": 1}, limit=selection.top_k * _POOL_PER_SYSTEM)
+        )
+    for doc in pool:
+        doc.pop("_id", None)
     entries = []
-    for chemsys in systems:
+    for chemsys in sorted({doc["chemsys"] for doc in pool}):
         try:
             entries.extend(references.get_entries(chemsys))
         except MissingReferenceError:  # a system without references is still validated against its elements
             continue
-    return Response(replace=validation_maker.make(candidates, entries))
+    return Response(replace=validation_maker.make(pool, entries))
+
+
+@job(config=JobConfig(expose_store=True, on_missing_references=OnMissing.NONE))
+def publish_validation(report: Any) -> int:
+    """Write each validation document into its candidate document; returns how many were joined."""
+    from jobflow import CURRENT_JOB
+
+    from matris_flows.validation.join import update_candidate_store
+    from matris_flows.validation.schemas import ValidationReport
+
+    if report is None:
+        return 0
+    report = report if isinstance(report, ValidationReport) else ValidationReport.model_validate(report)
+    return update_candidate_store(CURRENT_JOB.store.additional_stores[CANDIDATES_STORE_NAME], report.documents)
 
 
 @dataclass
 class ScreeningMaker(Maker):
-    """Build the screening Flow: generation → relaxation per chunk → hull → validation."""
+    """Build the screening Flow: plan → shards → per chunk (relaxation → hull) → campaign hull → validation."""
 
     name: str = "screening"
-    generation: ChunkedGenerationMaker = field(default_factory=ChunkedGenerationMaker)
+    generation: ShardedGenerationMaker = field(default_factory=ShardedGenerationMaker)
     relax: RelaxMaker = field(default_factory=RelaxMaker)
     hull: HullMaker = field(default_factory=HullMaker)
     validation: Maker | None = None
 
     def make(self) -> Flow:
-        """The campaign Flow; its output is ``{"candidates": [...], "validation": report or None}``."""
-        generation = replace(self.generation, collect_outputs=True).make(chunk_maker=self.relax)
-        hull = self.hull.make(generation.output)
-        jobs = [generation, hull]
-        validation_output = None
+        """The campaign Flow; its output holds the plan, the campaign-wide summary and the validation report.
+
+        Candidate documents are in the JobStore's ``candidates`` store (one per candidate).
+        """
+        hull = replace(self.hull, campaign=self.hull.campaign or self.name, campaign_hull=False)
+        chunk = ScreenChunkMaker(name=f"{self.name}: chunk", relax=self.relax, hull=hull)
+        generation = self.generation.make(chunk_maker=chunk)
+        campaign_hull = CampaignHullMaker(
+            name=f"{self.name}: campaign hull",
+            campaign=hull.campaign,
+            references=hull.references,
+            stability_threshold=hull.stability_threshold,
+            patch_above_n_elements=hull.patch_above_n_elements,
+        ).make(generation.output)
+        jobs = [generation, campaign_hull]
+        output: dict[str, Any] = {"generation": generation.output, "campaign_hull": campaign_hull.output, "validation": None}
         if self.validation is not None:
-            validation = validate_best(hull.output, self.validation, self.hull.references or LocalFileReferences())
-            validation.name = "DFT validation"
-            jobs.append(validation)
-            validation_output = validation.output
-        return Flow(jobs, output={"candidates": hull.output, "validation": validation_output}, name=self.name)
+            references = hull.references or LocalFileReferences()
+            validation = validate_best(campaign_hull.output, self.validation, references, hull.campaign)
+            validation.name = f"{self.name}: DFT validation"
+            joined = publish_validation(validation.output)
+            joined.name = f"{self.name}: publish validation"
+            jobs.extend([validation, joined])
+            output["validation"] = validation.output
+        return Flow(jobs, output=output, name=self.name)
 
     @classmethod
     def from_spec(cls, spec: CampaignSpec, campaign_dir: str | Path | None = None) -> "ScreeningMaker":
         """Translate a validated campaign spec into Makers."""
-        generation = ChunkedGenerationMaker(
+        generation = ShardedGenerationMaker(
             name=f"{spec.name}: generate",
             sources=_sources(spec),
             filters=spec.generation.filters,
             dedup=spec.generation.dedup,
             chunk_size=spec.generation.chunk_size,
+            parallelism=spec.execution.parallelism,
         )
         relax = RelaxMaker(
             name=f"{spec.name}: relax",
@@ -91,6 +157,7 @@ class ScreeningMaker(Maker):
             stability_threshold=spec.hull.stability_threshold,
             elemental_relax_settings=spec.relax,
             device=spec.potential.device,
+            campaign=spec.name,
         )
         return cls(name=spec.name, generation=generation, relax=relax, hull=hull, validation=_validation(spec))
 
@@ -103,12 +170,14 @@ def _sources(spec: CampaignSpec) -> list[CandidateSourceMaker]:
         s = g.substitution
         sources.append(
             SubstitutionMaker(
-                templates=_templates(s.templates, s.max_templates, s.max_template_atoms),
+                templates=[resolve_data_path(p) for p in s.templates],
                 threshold=s.threshold,
                 max_substituted_species=s.max_substituted_species,
                 allowed_elements=s.allowed_elements,
                 max_per_template=s.max_per_template,
                 partial_fractions=tuple(s.partial_fractions),
+                max_templates=s.max_templates,
+                max_template_atoms=s.max_template_atoms,
                 **common,
             )
         )
@@ -125,34 +194,6 @@ def _sources(spec: CampaignSpec) -> list[CandidateSourceMaker]:
     if g.files:
         sources.append(FileSourceMaker(paths=g.files.paths, order_disordered=g.files.order_disordered, **common))
     return sources
-
-
-def _templates(paths: list[str], max_templates: int | None, max_atoms: int | None) -> list:
-    """Template files, or — when the spec caps them — the selected (smallest) templates themselves.
-
-    Templates stay entries/structures as loaded, so MP ids survive as parent template ids.
-    """
-    paths = [resolve_data_path(p) for p in paths]
-    if max_templates is None and max_atoms is None:
-        return paths
-    from monty.serialization import loadfn
-
-    templates = []
-    for path in paths:
-        loaded = loadfn(path) if ".json" in Path(path).name else [path]
-        templates.extend(loaded if isinstance(loaded, list) else [loaded])
-
-    def size(template) -> int:
-        structure = getattr(template, "structure", template)
-        return len(structure) if hasattr(structure, "composition") else 0
-
-    def is_compound(template) -> bool:  # elements carry no oxidation states to substitute
-        structure = getattr(template, "structure", template)
-        return hasattr(structure, "composition") and len(structure.composition.elements) > 1
-
-    kept = [t for t in templates if is_compound(t) and (max_atoms is None or size(t) <= max_atoms)]
-    kept.sort(key=lambda t: (size(t), str(getattr(t, "entry_id", ""))))
-    return kept[:max_templates]
 
 
 def resolve_data_path(path: str) -> str:

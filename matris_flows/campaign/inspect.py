@@ -16,7 +16,7 @@ from matris_flows.campaign.runner import SPEC_FILE
 from matris_flows.campaign.spec import load_spec
 from matris_flows.results import CandidateQuery, export_structures, plot_hull, query_candidates
 from matris_flows.stores import make_candidates_store
-from matris_flows.thermo.chemsys import chemsys_of
+from matris_flows.core.chemsys import chemsys_of
 
 
 @contextmanager

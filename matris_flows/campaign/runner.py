@@ -63,7 +63,8 @@ def _prepare(spec: CampaignSpec, directory: Path, spec_path: Path | None, fresh:
     if fresh or not flow_file.exists():
         (directory / SPEC_FILE).write_text(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False))
         flow = ScreeningMaker.from_spec(spec, directory).make()
-        manifest = {"name": spec.name, **{key: job.uuid for key, job in zip(("generation", "hull", "validation"), flow.jobs)}}
+        stages = ("generation", "campaign_hull", "validation", "publish_validation")
+        manifest = {"name": spec.name, **{key: job.uuid for key, job in zip(stages, flow.jobs, strict=False)}}
         flow_file.write_text(flow.to_json())
         manifest_file.write_text(json.dumps(manifest, indent=2))
     flow = json.loads(flow_file.read_text(), cls=MontyDecoder)
@@ -105,15 +106,15 @@ def run_campaign(
     if manager == "local":
         run_locally(flow, store=job_store, create_folders=False, log=False)
     elif client is not None:
-        run_on_dask(flow, job_store, client, resume=resume, progress=on_event)
+        run_on_dask(flow, job_store, client, resume=resume, progress=on_event, keep_responses=False)
     else:
         with open_client(spec.execution) as own_client:
-            run_on_dask(flow, job_store, own_client, resume=resume, progress=on_event)
+            run_on_dask(flow, job_store, own_client, resume=resume, progress=on_event, keep_responses=False)
     wall = time.perf_counter() - start
 
     candidates_store = make_candidates_store(store_config, directory)
     try:
-        summary = _collect(spec.name, directory, job_store, candidates_store, manifest)
+        summary = _collect(spec.name, directory, job_store, candidates_store)
     finally:
         candidates_store.close()
     summary.wall_time_s = wall
@@ -127,50 +128,42 @@ def resume_campaign(directory: str | Path, **kwargs) -> CampaignSummary:
     return run_campaign(directory / SPEC_FILE, directory, resume=True, **kwargs)
 
 
-def _collect(name: str, directory: Path, job_store: JobStore, candidates_store: Store, manifest: dict) -> CampaignSummary:
-    """Join hull + validation outputs into candidate documents and write them (keyed on candidate_id)."""
+def _collect(name: str, directory: Path, job_store: JobStore, candidates_store: Store) -> CampaignSummary:
+    """Counts of a campaign, read from its stores (candidates are already published by the hull jobs)."""
     with job_store:
-        candidates = job_store.get_output(manifest["hull"], load=True) or []
-        validation = None
-        if manifest.get("validation"):
-            try:
-                validation = job_store.get_output(manifest["validation"], load=True)
-            except ValueError:  # validation job did not finish
-                validation = None
-        report = _generation_report(job_store)
-    by_id = {c["candidate_id"]: c for c in candidates}
-    for document in (validation or {}).get("documents", []) if isinstance(validation, dict) else []:
-        if document["candidate_id"] in by_id:
-            by_id[document["candidate_id"]]["validation"] = document
-    rows = []
-    for doc in by_id.values():  # plain dicts already: the job store keeps sanitized outputs
-        doc["campaign"] = name
-        doc["elements"] = sorted(doc["chemsys"].split("-"))
-        rows.append(doc)
-    if rows:
-        candidates_store.update(rows, key="candidate_id")
-    status = Counter(doc.get("thermo_status") for doc in rows)
+        report = generation_totals(job_store)
+    campaign = {"campaign": name}
+    n_candidates = candidates_store.count(campaign)
     return CampaignSummary(
         name=name,
         directory=str(directory),
-        generated=report.get("n_accepted", len(rows)),
-        rejected=report.get("n_rejected", 0),
-        duplicates=report.get("n_duplicates", 0),
-        candidates=len(rows),
-        relaxed=sum(1 for d in rows if (d.get("relaxation") or {}).get("status") in ("converged", "not_converged")),
-        failed=len(rows) - status.get("ok", 0),
-        stable=sum(1 for d in rows if d.get("is_stable")),
-        validated=sum(1 for d in rows if d.get("validation")),
+        generated=report["n_accepted"],
+        rejected=report["n_rejected"],
+        duplicates=report["n_duplicates"],
+        candidates=n_candidates,
+        relaxed=candidates_store.count({**campaign, "relaxation.status": {"$in": ["converged", "not_converged"]}}),
+        failed=n_candidates - candidates_store.count({**campaign, "thermo_status": "ok"}),
+        stable=candidates_store.count({**campaign, "is_stable": True}),
+        validated=candidates_store.count({**campaign, "validation": {"$ne": None}}),
     )
 
 
-def _generation_report(job_store: JobStore) -> dict:
-    """The cumulative report of the last generation chunk (chunk jobs store their own output at index 1)."""
-    last = job_store.docs_store.query_one(
-        criteria={"output.chunk_index": {"$exists": True}}, properties=["output.report", "output.chunk_index"],
-        sort={"output.chunk_index": -1},
+def generation_totals(job_store: JobStore) -> dict[str, int]:
+    """Generation counts summed over the shard outputs (each shard reports only its own units)."""
+    totals = {"n_accepted": 0, "n_rejected": 0, "n_duplicates": 0, "n_shards": 0}
+    shards = job_store.docs_store.query(
+        criteria={"output.shard_index": {"$exists": True}},
+        properties=["output.report.n_accepted", "output.report.n_rejected", "output.report.rejected_counts"],
     )
-    return (last or {}).get("output", {}).get("report", {}) or {}
+    for doc in shards:
+        report = doc["output"]["report"]
+        totals["n_shards"] += 1
+        totals["n_accepted"] += report.get("n_accepted", 0)
+        totals["n_rejected"] += report.get("n_rejected", 0)
+        totals["n_duplicates"] += sum(
+            count for reason, count in (report.get("rejected_counts") or {}).items() if reason.startswith("duplicate")
+        )
+    return totals
 
 
 def campaign_status(directory: str | Path) -> dict:
@@ -202,7 +195,7 @@ def campaign_status(directory: str | Path) -> dict:
 
 
 def _stage(job_name: str) -> str:
-    for stage in ("generate", "relax", "hull", "validation", "DFT"):
+    for stage in ("campaign hull", "generate", "relax", "hull", "validation", "DFT"):
         if stage in job_name:
             return stage
     return "other"

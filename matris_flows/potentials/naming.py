@@ -57,7 +57,9 @@ MATRIS_MODELS: dict[str, tuple[str, str, EnergyConvention, bool]] = {
 }
 
 # Matbench Discovery: CHGNet energies are MP2020-corrected already; SevenNet-0 and
-# HIENet were trained on raw MPtrj and get MP2020 applied.
+# HIENet were trained on raw MPtrj and get MP2020 applied. HIENet: checked against its card,
+# janosh/matbench-discovery models/hienet/hienet.yml (training_set: [MPtrj]), and
+# models/hienet/join_hienet_preds.py, which runs MaterialsProject2020Compatibility on its energies.
 _NAMED_CONVENTIONS = {
     PotentialKind.CHGNET: EnergyConvention.MP_CORRECTED,
     PotentialKind.SEVENNET: EnergyConvention.MP_UNCORRECTED,

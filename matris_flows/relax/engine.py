@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 from pymatgen.core import Structure
 
-from matris_flows.generation.ids import candidate_id
+from matris_flows.core.ids import candidate_id
 
 from matris_flows.potentials.loader import Potential, load_potential
 from matris_flows.potentials.naming import DEFAULT_POTENTIAL, PotentialKind

@@ -11,9 +11,10 @@ from matris_flows.potentials.naming import DEFAULT_POTENTIAL
 from matris_flows.relax.engine import relax_with_trajectories
 from matris_flows.relax.schemas import RelaxBatchOutput, RelaxSettings, RelaxStatus
 
-# Trajectories go to the JobStore's "data" additional store, keeping documents far
-# below MongoDB's 16 MB limit (the atomate2 force-field convention).
-_DATA_OBJECTS = ["trajectories"]
+# The relaxation records (structures, forces, stress) and trajectories go to the JobStore's
+# "data" additional store, so the output document stays small whatever the chunk size
+# (the atomate2 force-field convention, and MongoDB's 16 MB document limit).
+_DATA_OBJECTS = ["documents", "trajectories"]
 
 
 @dataclass

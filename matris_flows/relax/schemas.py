@@ -69,6 +69,34 @@ class RelaxationDocument(BaseModel):
         """True when a relaxed structure and energy exist (converged or not)."""
         return self.status is not RelaxStatus.FAILED and self.energy is not None
 
+    def summary(self, relax_job: str | None = None) -> "RelaxationSummary":
+        """The scalar part of this record, for documents that must stay small."""
+        return RelaxationSummary(
+            **self.model_dump(include=set(RelaxationSummary.model_fields) - {"relax_job"}), relax_job=relax_job
+        )
+
+
+class RelaxationSummary(BaseModel):
+    """What a candidate document keeps of its relaxation: status, numbers and provenance, no arrays.
+
+    The full record (input structure, forces, stress, magnetic moments) stays in the
+    relaxation job's output, in the job store's ``data`` store, found by ``relax_job``.
+    """
+
+    status: RelaxStatus = Field(description="converged, not_converged or failed.")
+    failure_reason: str | None = Field(None, description="Why the relaxation failed or did not converge.")
+    energy: float | None = Field(None, description="Total energy of the relaxed structure, eV (model convention).")
+    energy_per_atom: float | None = Field(None, description="Energy per atom, eV/atom.")
+    max_force: float | None = Field(None, description="Largest final atomic force norm, eV/Å.")
+    volume_ratio: float | None = Field(None, description="Relaxed over input volume.")
+    n_steps: int = Field(0, description="Optimizer steps taken.")
+    wall_time_s: float = Field(0.0, description="Wall time spent on this structure, s.")
+    engine: str = Field(description="Engine that relaxed it: 'ase' or 'torchsim'.")
+    potential: PotentialInfo = Field(description="Model, checkpoint hash and package versions.")
+    settings: RelaxSettings = Field(description="Relaxation settings used.")
+    trajectory_stored: bool = Field(False, description="Whether the trajectory went to the data store.")
+    relax_job: str | None = Field(None, description="uuid of the relaxation job whose output holds the full record.")
+
 
 class RelaxTrajectory(BaseModel):
     """Relaxation frames of one candidate; large, so stored under the 'data' store key."""

@@ -15,7 +15,7 @@ from maggma.core import Store
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymatgen.core import Composition, Element
 
-from matris_flows.thermo.chemsys import chemsys_of, elements_of
+from matris_flows.core.chemsys import chemsys_of, elements_of
 from matris_flows.thermo.schemas import ThermoStatus
 from matris_flows.validation.join import CONFIRMED_STABLE_QUERY, VALIDATED_QUERY
 

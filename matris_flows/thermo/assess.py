@@ -9,14 +9,16 @@ reused for every candidate in it.
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pymatgen.entries import Entry
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from matris_flows.potentials.naming import EnergyConvention
 from matris_flows.relax.schemas import RelaxationDocument
-from matris_flows.thermo.chemsys import chemsys_of, within
+from matris_flows.core.chemsys import chemsys_of, within
+from matris_flows.core.symmetry import spacegroup_number
+from matris_flows.generation.schemas import Provenance
 from matris_flows.thermo.hull import PATCH_ABOVE_N_ELEMENTS, HullEnergy, HullIndex, energy_above_hull
 from matris_flows.thermo.mp_compat import build_computed_entry, correct_entry, uses_mp_hull
 from matris_flows.thermo.references import MissingReferenceError, ReferenceProvider
@@ -42,16 +44,6 @@ def flatten_relaxations(outputs: object) -> list[RelaxationDocument]:
     if isinstance(outputs, dict):
         if "documents" in outputs:
             return flatten_relaxations(outputs["documents"])
-        if "next" in outputs and "chunk" in outputs:
-            # A collected generation stream {"chunk", "report", "next"}: walk it iteratively,
-            # a long campaign nests one level per chunk.
-            documents = []
-            while isinstance(outputs, dict) and "next" in outputs:
-                documents.extend(flatten_relaxations(outputs["chunk"]))
-                outputs = outputs["next"]
-            return documents
-        if "chunk_index" in outputs:  # a generation chunk with no candidates to relax
-            return []
         return [RelaxationDocument.model_validate(outputs)]
     if isinstance(outputs, Iterable) and not isinstance(outputs, str | bytes):
         return [doc for item in outputs for doc in flatten_relaxations(item)]
@@ -72,15 +64,31 @@ def maximal_systems(systems: Iterable[frozenset[str]]) -> list[frozenset[str]]:
     return maximal
 
 
-def _base_fields(doc: RelaxationDocument, threshold: float) -> dict:
+@dataclass(frozen=True)
+class DocumentContext:
+    """What a candidate document records besides its relaxation: campaign, threshold, provenance."""
+
+    stability_threshold: float = 0.0
+    campaign: str | None = None
+    relax_job: str | None = None
+    provenance: dict[str, Provenance | None] | None = None
+
+
+def _base_fields(doc: RelaxationDocument, context: DocumentContext) -> dict:
+    structure = doc.structure
     return {
         "candidate_id": doc.candidate_id,
+        "campaign": context.campaign,
         "formula": doc.formula,
         "chemsys": doc.chemsys,
-        "structure": doc.structure,
+        "elements": sorted(doc.chemsys.split("-")),
+        "nsites": len(structure) if structure is not None else doc.nsites,
+        "spacegroup": spacegroup_number(structure) if structure is not None else None,
+        "structure": structure,
+        "provenance": (context.provenance or {}).get(doc.candidate_id),
         "energy_per_atom": doc.energy_per_atom,
-        "stability_threshold": threshold,
-        "relaxation": doc,
+        "stability_threshold": context.stability_threshold,
+        "relaxation": doc.summary(context.relax_job),
     }
 
 
@@ -117,6 +125,8 @@ def assess_candidates(
     campaign_references: Callable[[], ReferenceProvider] | ReferenceProvider | None = None,
     raise_on_missing_reference: bool = False,
     patch_above_n_elements: int = PATCH_ABOVE_N_ELEMENTS,
+    campaign_hull: bool = True,
+    context: DocumentContext | None = None,
 ) -> list[CandidateDocument]:
     """Hull energies for relaxed candidates, one CandidateDocument per relaxation, in input order.
 
@@ -130,7 +140,15 @@ def assess_candidates(
         raise_on_missing_reference: Raise MissingReferenceError instead of writing
             ``no_reference`` documents.
         patch_above_n_elements: Use a PatchedPhaseDiagram above this many elements.
+        campaign_hull: Also compute ``e_above_hull_campaign`` against the references plus
+            all of ``relaxations`` (standalone use). A campaign computes it once for all its
+            candidates instead (:mod:`matris_flows.thermo.campaign_hull`), so its per-chunk
+            hull jobs turn this off.
+        context: Campaign name, relaxation job and generation provenance to record.
     """
+    context = context or DocumentContext(stability_threshold=stability_threshold)
+    if context.stability_threshold != stability_threshold:
+        context = replace(context, stability_threshold=stability_threshold)
     documents = flatten_relaxations(relaxations)
     out: list[CandidateDocument | None] = [None] * len(documents)
     potential = single_convention(documents)
@@ -151,7 +169,7 @@ def assess_candidates(
     # 1. entries on the reference's energy scale; failures and rejections become documents now
     entries: dict[int, ComputedStructureEntry] = {}
     for i, doc in enumerate(documents):
-        base = _base_fields(doc, stability_threshold)
+        base = _base_fields(doc, context)
         if not doc.succeeded:
             reason = f"relaxation {doc.status.value}: {doc.failure_reason or 'no energy'}"
             out[i] = CandidateDocument(**base, thermo_status=ThermoStatus.RELAX_FAILED, thermo_failure_reason=reason)
@@ -170,9 +188,11 @@ def assess_candidates(
 
     # 2. one reference and one campaign hull per maximal chemical system
     ids = list(entries)
-    results = assess_entries([entries[i] for i in ids], provider, raise_on_missing_reference, patch_above_n_elements)
+    results = assess_entries(
+        [entries[i] for i in ids], provider, raise_on_missing_reference, patch_above_n_elements, campaign_hull
+    )
     for i, result in zip(ids, results, strict=True):
-        base = _base_fields(documents[i], stability_threshold)
+        base = _base_fields(documents[i], context)
         if result.error is not None:
             out[i] = CandidateDocument(
                 **base,
@@ -182,7 +202,7 @@ def assess_candidates(
             )
             continue
         provenance = result.provenance.model_copy(update={"note": note}) if note else result.provenance
-        out[i] = _candidate(documents[i], entries[i], result, stability_threshold, hull_kind, provenance)
+        out[i] = _candidate(base, entries[i], result, stability_threshold, hull_kind, provenance)
     return out  # type: ignore[return-value]
 
 
@@ -196,13 +216,38 @@ class HullAssessment:
     error: MissingReferenceError | None = None
 
 
+_HULL_CACHE: dict[tuple, tuple[HullIndex, list[Entry]]] = {}
+_HULL_CACHE_SIZE = 256  # reference hulls kept per process: a worker's chunks share their systems
+
+
+def reference_hull(
+    references: ReferenceProvider, system: frozenset[str], patch_above_n_elements: int = PATCH_ABOVE_N_ELEMENTS
+) -> tuple[HullIndex, list[Entry]]:
+    """The reference hull of ``system`` and its entries, cached per process for cacheable providers.
+
+    Raises MissingReferenceError like the provider.
+    """
+    cache_key = getattr(references, "cache_key", None)
+    key = None if cache_key is None else (cache_key, system, patch_above_n_elements)
+    if key is not None and key in _HULL_CACHE:
+        return _HULL_CACHE[key]
+    ref_entries = references.get_entries(chemsys_of(system))
+    result = HullIndex.from_entries(ref_entries, sorted(system), patch_above_n_elements), ref_entries
+    if key is not None:
+        if len(_HULL_CACHE) >= _HULL_CACHE_SIZE:
+            _HULL_CACHE.pop(next(iter(_HULL_CACHE)))
+        _HULL_CACHE[key] = result
+    return result
+
+
 def assess_entries(
     entries: Sequence[Entry],
     references: ReferenceProvider,
     raise_on_missing_reference: bool = False,
     patch_above_n_elements: int = PATCH_ABOVE_N_ELEMENTS,
+    campaign_hull: bool = True,
 ) -> list[HullAssessment]:
-    """Energies above the reference hull and the campaign hull (references + all ``entries``).
+    """Energies above the reference hull and (``campaign_hull``) the hull of references + all ``entries``.
 
     Entries must already be on the references' energy scale. One phase diagram pair
     is built per maximal chemical system and reused for all entries in it; entries of
@@ -222,20 +267,21 @@ def assess_entries(
             return
         chemsys = chemsys_of(system)
         try:
-            ref_entries = references.get_entries(chemsys)
+            ref_hull, ref_entries = reference_hull(references, system, patch_above_n_elements)
         except MissingReferenceError as exc:
             if raise_on_missing_reference:
                 raise
             logger.warning("%s", exc)
             failed[system] = exc
             return
-        reference_hull = HullIndex.from_entries(ref_entries, sorted(system), patch_above_n_elements)
-        campaign_hull = HullIndex.from_entries(
-            [*ref_entries, *(entries[i] for i in members)], sorted(system), patch_above_n_elements
-        )
         todo_entries = [entries[i] for i in todo]
-        vs_reference = energy_above_hull(reference_hull, todo_entries)
-        vs_campaign = energy_above_hull(campaign_hull, todo_entries, with_decomposition=False)
+        vs_reference = energy_above_hull(ref_hull, todo_entries)
+        vs_campaign: list[HullEnergy | None] = [None] * len(todo)
+        if campaign_hull:
+            with_candidates = HullIndex.from_entries(
+                [*ref_entries, *(entries[i] for i in members)], sorted(system), patch_above_n_elements
+            )
+            vs_campaign = energy_above_hull(with_candidates, todo_entries, with_decomposition=False)
         provenance = references.provenance(chemsys, len(ref_entries))
         for i, ref, camp in zip(todo, vs_reference, vs_campaign, strict=True):
             out[i] = HullAssessment(ref, camp, provenance)
@@ -255,7 +301,7 @@ def assess_entries(
 
 
 def _candidate(
-    doc: RelaxationDocument,
+    base: dict,
     entry: ComputedStructureEntry,
     result: HullAssessment,
     threshold: float,
@@ -264,13 +310,13 @@ def _candidate(
 ) -> CandidateDocument:
     ref, camp = result.reference, result.campaign
     return CandidateDocument(
-        **_base_fields(doc, threshold),
+        **base,
         corrected_energy_per_atom=entry.energy_per_atom,
         energy_correction_per_atom=entry.correction_per_atom,
         formation_energy_per_atom=ref.formation_energy_per_atom,
         e_above_hull=ref.e_above_hull,
-        # the candidate is on this hull, so anything below zero is round-off
-        e_above_hull_campaign=max(camp.e_above_hull, 0.0),
+        e_above_hull_campaign=None if camp is None else camp.e_above_hull,
+        is_stable_campaign=None if camp is None else camp.e_above_hull <= threshold,
         decomposes_to=_products(ref),
         is_stable=ref.e_above_hull <= threshold,
         hull_kind=hull_kind,

@@ -1,21 +1,44 @@
-"""jobflow Makers for the hull stage."""
+"""jobflow Makers for the hull stage.
+
+``HullMaker`` assesses one relaxation chunk against the reference hull and publishes the
+chunk's candidate documents right away; ``CampaignHullMaker`` runs once all chunks are in
+and adds what needs the whole campaign (its hull, post-relaxation duplicates).
+"""
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from jobflow import Maker, job
+from jobflow.core.job import JobConfig
+from jobflow.core.reference import OnMissing
 
+from matris_flows.core.chemsys import elements_of
+from matris_flows.core.publishing import CANDIDATES_STORE_NAME, json_document, publish, write_only_config
+from matris_flows.generation.schemas import Provenance
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings
-from matris_flows.thermo.assess import assess_candidates, flatten_relaxations, single_convention
-from matris_flows.thermo.chemsys import elements_of
+from matris_flows.thermo.assess import DocumentContext, assess_candidates, flatten_relaxations, single_convention
 from matris_flows.thermo.elemental import campaign_references_from_relaxations, relax_elemental_references
 from matris_flows.thermo.hull import PATCH_ABOVE_N_ELEMENTS
 from matris_flows.thermo.references import LocalFileReferences, ReferenceProvider
-from matris_flows.thermo.schemas import CandidateDocument
+from matris_flows.thermo.schemas import CampaignHullOutput, HullOutput, ThermoStatus
+
+
+@lru_cache(maxsize=512)
+def _elemental_reference(element: str, potential: str, settings_json: str, device: str) -> RelaxationDocument:
+    # Every chunk of a campaign needs the same corners: relax each once per worker process.
+    settings = RelaxSettings.model_validate_json(settings_json)
+    return relax_elemental_references([element], potential, settings, device)[0]
 
 
 @dataclass
 class HullMaker(Maker):
-    """Energies above the convex hull for relaxed candidates, one job per group of chemical systems.
+    """Energies above the reference hull for one chunk of relaxed candidates.
+
+    The candidate documents are published to the JobStore's ``candidates`` store as soon as
+    the job finishes (so a running campaign can be queried); without such a store they are
+    kept in the job's output. The hull including the other candidates of a campaign is
+    :class:`CampaignHullMaker`'s, once every chunk is in; standalone (``campaign_hull``),
+    this job computes it over its own input.
 
     Parameters
     ----------
@@ -29,7 +52,7 @@ class HullMaker(Maker):
         Discovery; screens often use 0.05 or 0.1).
     relax_elemental_references
         For potentials whose energies are not MP-compatible and no ``elemental_references``
-        given: relax the elemental ground states with the same potential inside this job.
+        given: relax the elemental ground states with the same potential (once per worker).
     elemental_relax_settings
         Settings for those elemental relaxations.
     device
@@ -39,6 +62,11 @@ class HullMaker(Maker):
         ``no_reference`` documents.
     patch_above_n_elements
         Use a PatchedPhaseDiagram for systems with more elements than this.
+    campaign
+        Campaign name recorded on every document.
+    campaign_hull
+        Also compute ``e_above_hull_campaign`` over this job's own candidates (standalone
+        use; a campaign leaves it to :class:`CampaignHullMaker`).
     """
 
     name: str = "hull"
@@ -49,18 +77,24 @@ class HullMaker(Maker):
     device: str = "auto"
     raise_on_missing_reference: bool = False
     patch_above_n_elements: int = PATCH_ABOVE_N_ELEMENTS
+    campaign: str | None = None
+    campaign_hull: bool = True
 
-    @job
+    @job(output_schema=HullOutput, config=write_only_config())
     def make(
         self,
         relaxation_outputs: list,
         elemental_references: list[RelaxationDocument] | None = None,
-    ) -> list[CandidateDocument]:
-        """One CandidateDocument per relaxation in ``relaxation_outputs``.
+        provenance: list[Provenance] | None = None,
+        relax_job: str | None = None,
+    ) -> HullOutput:
+        """Assess ``relaxation_outputs`` and publish one CandidateDocument per relaxation.
 
         ``relaxation_outputs`` takes RelaxationDocument-s, RelaxBatchOutput-s or lists of
-        them (one per relaxation chunk). ``elemental_references`` are relaxations of the
-        elements with the campaign's potential, used when its energies are not MP-compatible.
+        them. ``elemental_references`` are relaxations of the elements with the campaign's
+        potential, used when its energies are not MP-compatible. ``provenance`` is the
+        generation provenance of each relaxation, in order; ``relax_job`` the uuid of the
+        relaxation job, recorded so the full relaxation record can be found.
         """
         documents = flatten_relaxations(relaxation_outputs)
 
@@ -69,14 +103,69 @@ class HullMaker(Maker):
             potential = single_convention(documents)
             if not refs and self.relax_elemental_references and potential is not None:
                 elements = sorted({el for d in documents if d.succeeded for el in elements_of(d.chemsys)})
-                refs = relax_elemental_references(elements, potential[0], self.elemental_relax_settings, self.device)
+                settings = self.elemental_relax_settings.model_dump_json()
+                refs = [_elemental_reference(el, potential[0], settings, self.device) for el in elements]
             return campaign_references_from_relaxations(refs, potential[0] if potential else None)
 
-        return assess_candidates(
+        by_id = None
+        if provenance:
+            by_id = {d.candidate_id: p for d, p in zip(documents, provenance, strict=False)}
+        context = DocumentContext(
+            stability_threshold=self.stability_threshold, campaign=self.campaign, relax_job=relax_job, provenance=by_id
+        )
+        candidates = assess_candidates(
             documents,
             self.references or LocalFileReferences(),
             stability_threshold=self.stability_threshold,
             campaign_references=campaign_references,
             raise_on_missing_reference=self.raise_on_missing_reference,
             patch_above_n_elements=self.patch_above_n_elements,
+            campaign_hull=self.campaign_hull,
+            context=context,
         )
+        rows = [json_document(c) for c in candidates]
+        published = publish(rows, CANDIDATES_STORE_NAME)
+        n_ok = sum(c.thermo_status is ThermoStatus.OK for c in candidates)
+        return HullOutput(
+            candidate_ids=[c.candidate_id for c in candidates],
+            n_ok=n_ok,
+            n_stable=sum(bool(c.is_stable) for c in candidates),
+            n_failed=len(candidates) - n_ok,
+            published=published,
+            documents=None if published else candidates,
+        )
+
+
+@dataclass
+class CampaignHullMaker(Maker):
+    """Campaign-wide step, once all chunks are in: the campaign hull and post-relaxation dedup.
+
+    Reads the ``candidates`` store (maggma Builder style, one chemical-system group at a
+    time) and writes ``e_above_hull_campaign``, ``is_stable_campaign`` and ``duplicate_of``.
+    Groups whose members did not change since the last run are skipped, so a resumed
+    campaign only recomputes what its new chunks touched. Runs where the store is (the
+    Dask driver, for an embedded store).
+    """
+
+    name: str = "campaign hull"
+    campaign: str | None = None
+    references: ReferenceProvider | None = None
+    stability_threshold: float = 0.0
+    patch_above_n_elements: int = PATCH_ABOVE_N_ELEMENTS
+
+    @job(output_schema=CampaignHullOutput, config=JobConfig(expose_store=True, on_missing_references=OnMissing.NONE))
+    def make(self, after: object = None) -> CampaignHullOutput:
+        """Run the campaign-wide step; ``after`` only orders this job after the whole fan-out."""
+        from jobflow import CURRENT_JOB
+
+        from matris_flows.thermo.campaign_hull import CampaignHullBuilder
+
+        store = CURRENT_JOB.store.additional_stores[CANDIDATES_STORE_NAME]
+        builder = CampaignHullBuilder(
+            candidates=store,
+            references=self.references or LocalFileReferences(),
+            campaign=self.campaign,
+            stability_threshold=self.stability_threshold,
+            patch_above_n_elements=self.patch_above_n_elements,
+        )
+        return builder.build()

@@ -9,6 +9,7 @@ must never turn into a silent zero above a hull built from too few phases.
 import contextlib
 import datetime
 from collections import defaultdict
+from functools import lru_cache
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -19,7 +20,7 @@ from monty.serialization import loadfn
 from pymatgen.entries.computed_entries import ComputedEntry
 
 from matris_flows.shared_data import SHARED_DATA_ENV, shared_data_dir  # noqa: F401 (re-exported)
-from matris_flows.thermo.chemsys import chemsys_of, elements_of, within
+from matris_flows.core.chemsys import chemsys_of, elements_of, within
 from matris_flows.thermo.schemas import HullKind, ReferenceProvenance
 
 MP_ELEMENTAL_REFS_FILE = "mp_elemental_refs_2023-02-07.json.gz"
@@ -95,6 +96,21 @@ def load_entry_file(path: str | Path) -> tuple[list[ComputedEntry], list[frozens
     return entries, [elements] if elements else []
 
 
+@lru_cache(maxsize=4)
+def _load_entry_files(paths: tuple[str, ...]) -> tuple[dict[frozenset[str], list[ComputedEntry]], tuple[frozenset[str], ...]]:
+    # Every hull job of a campaign reads the same files: once per process (seconds for 1000 entries).
+    entries: list[ComputedEntry] = []
+    complete: list[frozenset[str]] = []
+    for path in paths:
+        file_entries, complete_for = load_entry_file(path)
+        entries.extend(file_entries)
+        complete.extend(complete_for)
+    by_system: dict[frozenset[str], list[ComputedEntry]] = defaultdict(list)
+    for entry in _dedupe(entries):
+        by_system[frozenset(el.symbol for el in entry.elements)].append(entry)
+    return dict(by_system), tuple(complete)
+
+
 class LocalFileReferences(MSONable):
     """Reference entries from local JSON(.gz) files of entry dicts.
 
@@ -123,17 +139,16 @@ class LocalFileReferences(MSONable):
         self._by_system: dict[frozenset[str], list[ComputedEntry]] | None = None
         self._complete_for: list[frozenset[str]] = []
 
+    @property
+    def cache_key(self) -> tuple:
+        """Identity of the reference data, for per-process hull caches."""
+        return ("local_files", tuple(self.paths))
+
     def _load(self) -> dict[frozenset[str], list[ComputedEntry]]:
         if self._by_system is None:
-            entries: list[ComputedEntry] = []
-            for path in self.paths:
-                file_entries, complete_for = load_entry_file(path)
-                entries.extend(file_entries)
-                self._complete_for.extend(complete_for)
-            by_system: dict[frozenset[str], list[ComputedEntry]] = defaultdict(list)
-            for entry in _dedupe(entries):
-                by_system[frozenset(el.symbol for el in entry.elements)].append(entry)
-            self._by_system = dict(by_system)
+            by_system, complete_for = _load_entry_files(tuple(self.paths))
+            self._by_system = by_system
+            self._complete_for = list(complete_for)
         return self._by_system
 
     def get_entries(self, chemsys: str) -> list[ComputedEntry]:

@@ -10,7 +10,8 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 
-from matris_flows.relax.schemas import RelaxationDocument
+from matris_flows.generation.schemas import Provenance
+from matris_flows.relax.schemas import RelaxationSummary
 
 
 class HullKind(StrEnum):
@@ -57,12 +58,23 @@ class DecompositionProduct(BaseModel):
 
 
 class CandidateDocument(BaseModel):
-    """A relaxed candidate with its thermodynamic stability: what a screener decides on."""
+    """A relaxed candidate with its thermodynamic stability: what a screener decides on.
+
+    Two hulls are reported. ``e_above_hull``/``is_stable`` use the *reference* hull only
+    (known phases): computed per candidate right after its relaxation chunk. The
+    ``*_campaign`` fields use the hull of the references plus every other candidate of the
+    campaign: computed by the campaign-wide step once all chunks are relaxed (None before).
+    """
 
     candidate_id: str = Field(description="Stable id of the candidate (the key all stages join on).")
+    campaign: str | None = Field(None, description="Name of the campaign that screened it.")
     formula: str = Field(description="Reduced formula.")
     chemsys: str = Field(description="Chemical system, elements sorted and joined by '-'.")
+    elements: list[str] = Field(default_factory=list, description="Element symbols, sorted.")
+    nsites: int | None = Field(None, description="Sites in the relaxed cell.")
+    spacegroup: int | None = Field(None, description="Space group number of the relaxed structure (symprec 0.1 Å).")
     structure: Structure | None = Field(None, description="Relaxed structure, None when the relaxation failed.")
+    provenance: Provenance | None = Field(None, description="Where the candidate came from (generation source, parent, ...).")
     energy_per_atom: float | None = Field(None, description="Raw model energy per atom, eV/atom (model convention).")
     corrected_energy_per_atom: float | None = Field(
         None, description="Energy per atom on the reference hull's scale (MP2020-corrected where that applies), eV/atom."
@@ -76,17 +88,53 @@ class CandidateDocument(BaseModel):
     e_above_hull: float | None = Field(
         None, description="Energy above the reference hull, eV/atom (negative: below the known hull)."
     )
-    e_above_hull_campaign: float | None = Field(
-        None, description="Energy above the hull of the references plus all campaign candidates, eV/atom (>= 0)."
-    )
     decomposes_to: list[DecompositionProduct] | None = Field(
         None, description="Reference-hull phases the candidate decomposes to, with atom fractions."
     )
-    is_stable: bool | None = Field(None, description="e_above_hull <= stability_threshold.")
+    is_stable: bool | None = Field(None, description="e_above_hull <= stability_threshold (reference hull).")
+    e_above_hull_campaign: float | None = Field(
+        None,
+        description="Energy above the hull of the references plus all other campaign candidates, eV/atom, unclipped "
+        "(0 for a candidate on that hull). None until the campaign-wide step ran.",
+    )
+    is_stable_campaign: bool | None = Field(
+        None, description="e_above_hull_campaign <= stability_threshold and not a duplicate (campaign hull)."
+    )
+    duplicate_of: str | None = Field(
+        None, description="candidate_id of a lower-energy candidate with the same relaxed structure (campaign-wide step)."
+    )
+    campaign_hull_fingerprint: str | None = Field(
+        None, description="Fingerprint of the campaign hull group last used (lets a resumed campaign skip unchanged systems)."
+    )
     stability_threshold: float = Field(0.0, description="Threshold used for is_stable, eV/atom.")
     hull_kind: HullKind | None = Field(None, description="'mp' or 'campaign_internal'.")
     thermo_status: ThermoStatus = Field(description="ok, rejected, relax_failed or no_reference.")
     thermo_failure_reason: str | None = Field(None, description="Why no hull energy was computed.")
     reference: ReferenceProvenance | None = Field(None, description="Provenance of the reference hull.")
-    relaxation: RelaxationDocument = Field(description="The relaxation this document was computed from.")
+    relaxation: RelaxationSummary = Field(description="The relaxation this document was computed from (no arrays).")
     validation: dict | None = Field(None, description="DFT validation results, filled in by the validation stage.")
+
+
+class HullOutput(BaseModel):
+    """Output of one hull job (one relaxation chunk)."""
+
+    candidate_ids: list[str] = Field(description="Candidates assessed, in chunk order.")
+    n_ok: int = Field(0, description="Candidates with a hull energy.")
+    n_stable: int = Field(0, description="Candidates with is_stable (reference hull).")
+    n_failed: int = Field(0, description="Candidates without a hull energy (relaxation failed, rejected, no reference).")
+    published: bool = Field(
+        False, description="The documents went to the candidates store (then 'documents' is None)."
+    )
+    documents: list[CandidateDocument] | None = Field(
+        None, description="The candidate documents, only when there was no candidates store to publish them to."
+    )
+
+
+class CampaignHullOutput(BaseModel):
+    """Output of the campaign-wide step (campaign hull and post-relaxation dedup)."""
+
+    n_candidates: int = Field(0, description="Candidate documents of the campaign.")
+    n_systems: int = Field(0, description="Maximal chemical systems (hull groups).")
+    n_systems_updated: int = Field(0, description="Groups recomputed this run (the others were unchanged).")
+    n_duplicates: int = Field(0, description="Candidates marked duplicate_of another one.")
+    n_stable_campaign: int = Field(0, description="Candidates with is_stable_campaign.")

@@ -15,7 +15,7 @@ from matris_flows.potentials.matris_weights import (
     resolve_matris_checkpoint,
 )
 from matris_flows.potentials.naming import EnergyConvention, PotentialKind, parse_potential
-from matris_flows.potentials.threads import pin_threads, thread_env, threads_per_process
+from matris_flows.core.threads import pin_threads, thread_env, threads_per_process
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,52 @@
+"""Jobs that publish documents to a queryable collection while the campaign runs.
+
+A publishing job declares :data:`WRITE_ONLY_STORE` access (``expose_store`` plus a
+``manager_config`` marker): it writes to an additional store of the JobStore and never
+reads the store. jobflow's ``run_locally`` hands it the real store; the Dask manager
+runs it on a worker and replays its writes on the driver (the one writer of an embedded
+store), or lets it write directly to a store that takes concurrent writers (MongoDB).
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from jobflow import JobConfig
+from monty.json import jsanitize
+from pydantic import BaseModel
+
+CANDIDATES_STORE_NAME = "candidates"
+"""JobStore additional store holding one document per candidate (the ``candidates`` collection)."""
+
+WRITE_ONLY_STORE = {"store_access": "write"}
+"""``JobConfig.manager_config`` entry of jobs that write to, but never read, the store."""
+
+
+def write_only_config(**kwargs: Any) -> JobConfig:
+    """A JobConfig for a job that publishes to an additional store and reads nothing from it."""
+    return JobConfig(expose_store=True, manager_config=dict(WRITE_ONLY_STORE), **kwargs)
+
+
+def publish(documents: Sequence[dict], store_name: str = CANDIDATES_STORE_NAME, key: str = "candidate_id") -> bool:
+    """Upsert ``documents`` (JSON-ready dicts) into the current job's additional store ``store_name``.
+
+    Returns False, writing nothing, when the job runs without a store or the JobStore has
+    no such additional store (a plain ``run_locally`` with jobflow's default store): the
+    caller then keeps the documents in its output instead.
+    """
+    from jobflow import CURRENT_JOB
+
+    store = getattr(CURRENT_JOB, "store", None)
+    target = None if store is None else store.additional_stores.get(store_name)
+    if target is None:
+        return False
+    if documents:
+        target.update(list(documents), key=key)
+    return True
+
+
+def json_document(document: BaseModel) -> dict[str, Any]:
+    """A pydantic document as a JSON-ready dict (pymatgen objects as their dicts, enums as values).
+
+    pydantic cannot JSON-serialise pymatgen objects; monty's jsanitize is what jobflow uses too.
+    """
+    return jsanitize(document.model_dump(), strict=True, enum_values=True, allow_bson=True)

@@ -1,0 +1,204 @@
+"""The campaign-wide step: the hull of references + every candidate, and post-relaxation duplicates.
+
+Runs once all chunks are in, as a maggma ``Builder`` over the ``candidates`` store, one
+chemical system at a time (smallest systems first, so the duplicates of a subsystem are
+known before the systems that contain it). The campaign hull is built in formation-energy
+space: the stable reference phases (at their formation energies on the reference hull,
+the same scale the candidates' ``formation_energy_per_atom`` is on) plus every candidate
+that is not a duplicate. A system whose members did not change since the last run (same
+fingerprint) is skipped, so resuming a campaign only recomputes what its new chunks touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from maggma.core import Builder, Store
+from pymatgen.analysis.phase_diagram import PDEntry
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Composition, Structure
+
+from matris_flows.core.chemsys import chemsys_of, elements_of, within
+from matris_flows.thermo.assess import reference_hull
+from matris_flows.thermo.hull import PATCH_ABOVE_N_ELEMENTS, HullIndex, energy_above_hull
+from matris_flows.thermo.references import MissingReferenceError, ReferenceProvider
+from matris_flows.thermo.schemas import CampaignHullOutput, HullKind, ThermoStatus
+
+_SLIM = [
+    "candidate_id", "formula", "chemsys", "thermo_status", "formation_energy_per_atom", "corrected_energy_per_atom",
+    "spacegroup", "duplicate_of", "campaign_hull_fingerprint", "hull_kind", "e_above_hull_campaign",
+    "is_stable_campaign",
+]
+_FETCH_BATCH = 500
+
+
+class CampaignHullBuilder(Builder):
+    """Campaign hull and post-relaxation dedup over a candidates store (source and target)."""
+
+    def __init__(
+        self,
+        candidates: Store,
+        references: ReferenceProvider,
+        campaign: str | None = None,
+        stability_threshold: float = 0.0,
+        patch_above_n_elements: int = PATCH_ABOVE_N_ELEMENTS,
+        matcher: StructureMatcher | None = None,
+    ) -> None:
+        """
+        Args:
+            candidates: The candidates store (read and updated in place).
+            references: Provider of the reference entries the candidates were assessed on.
+            campaign: Only candidates of this campaign (all when None).
+            stability_threshold: ``is_stable_campaign`` means ``e_above_hull_campaign <=`` this, eV/atom.
+            patch_above_n_elements: Use a PatchedPhaseDiagram above this many elements.
+            matcher: StructureMatcher for duplicates (pymatgen defaults).
+        """
+        self.candidates = candidates
+        self.references = references
+        self.campaign = campaign
+        self.stability_threshold = stability_threshold
+        self.patch_above_n_elements = patch_above_n_elements
+        self.matcher = matcher or StructureMatcher()
+        super().__init__(sources=[candidates], targets=[candidates])
+        self._duplicate_of: dict[str, str | None] = {}
+        self._counts = CampaignHullOutput()
+
+    # -- Builder API ----------------------------------------------------------------------
+    def get_items(self) -> Iterator[dict[str, Any]]:
+        """One item per chemical system: its candidates and those of its subsystems (slim documents)."""
+        criteria = {} if self.campaign is None else {"campaign": self.campaign}
+        by_system: dict[frozenset[str], list[dict]] = defaultdict(list)
+        n = 0
+        for doc in self.candidates.query(criteria, properties=_SLIM):
+            n += 1
+            self._duplicate_of[doc["candidate_id"]] = doc.get("duplicate_of")
+            if doc.get("thermo_status") == ThermoStatus.OK.value and doc.get("formation_energy_per_atom") is not None:
+                by_system[elements_of(doc["chemsys"])].append(doc)
+        self._counts = CampaignHullOutput(n_candidates=n, n_systems=len(by_system))
+        for system in sorted(by_system, key=lambda s: (len(s), chemsys_of(s))):
+            yield {"system": system, "own": by_system[system], "members": within(by_system, system)}
+
+    def process_item(self, item: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Updates ``{candidate_id: fields}`` for one system; empty when its fingerprint is unchanged."""
+        system, own, members = item["system"], item["own"], item["members"]
+        fingerprint = self._fingerprint(system, members)
+        if all(doc.get("campaign_hull_fingerprint") == fingerprint for doc in own):
+            return {}
+        duplicates = self._find_duplicates(own)
+        for doc in own:
+            self._duplicate_of[doc["candidate_id"]] = duplicates.get(doc["candidate_id"])
+
+        points = self._reference_points(system, own[0].get("hull_kind"))
+        for doc in members:
+            if self._duplicate_of.get(doc["candidate_id"]) is None:
+                composition = Composition(doc["formula"])
+                points.append(PDEntry(composition, doc["formation_energy_per_atom"] * composition.num_atoms))
+        hull = HullIndex.from_entries(points, sorted(system), self.patch_above_n_elements)
+        own_entries = [PDEntry(Composition(d["formula"]), 0.0) for d in own]
+        energies = [d["formation_energy_per_atom"] for d in own]
+        results = hull.evaluate([e.composition for e in own_entries], energies, with_decomposition=False)
+        updates = {}
+        for doc, result in zip(own, results, strict=True):
+            duplicate_of = duplicates.get(doc["candidate_id"])
+            updates[doc["candidate_id"]] = {
+                "e_above_hull_campaign": result.e_above_hull,
+                "is_stable_campaign": duplicate_of is None and result.e_above_hull <= self.stability_threshold,
+                "duplicate_of": duplicate_of,
+                "campaign_hull_fingerprint": fingerprint,
+            }
+        return updates
+
+    def update_targets(self, items: list[dict[str, dict[str, Any]]]) -> None:
+        """Write the updated fields into the full candidate documents, in bulk."""
+        updates = {cid: fields for item in items for cid, fields in item.items()}
+        ids = list(updates)
+        for start in range(0, len(ids), _FETCH_BATCH):
+            batch = ids[start : start + _FETCH_BATCH]
+            docs = []
+            for doc in self.candidates.query({"candidate_id": {"$in": batch}}):
+                doc.pop("_id", None)
+                doc.update(updates[doc["candidate_id"]])
+                docs.append(doc)
+            if docs:
+                self.candidates.update(docs, key="candidate_id")
+
+    def build(self) -> CampaignHullOutput:
+        """Run every item (skipping unchanged systems) and return the counts."""
+        pending: list[dict[str, dict[str, Any]]] = []
+        n_updated = 0
+        for item in self.get_items():
+            updates = self.process_item(item)
+            if updates:
+                n_updated += 1
+                pending.append(updates)
+            if sum(len(p) for p in pending) >= _FETCH_BATCH:
+                self.update_targets(pending)
+                pending = []
+        if pending:
+            self.update_targets(pending)
+        criteria = {} if self.campaign is None else {"campaign": self.campaign}
+        return self._counts.model_copy(
+            update={
+                "n_systems_updated": n_updated,
+                "n_duplicates": self.candidates.count({**criteria, "duplicate_of": {"$ne": None}}),
+                "n_stable_campaign": self.candidates.count({**criteria, "is_stable_campaign": True}),
+            }
+        )
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _fingerprint(self, system: frozenset[str], members: list[dict]) -> str:
+        rows = sorted(
+            (
+                doc["candidate_id"],
+                f"{doc['formation_energy_per_atom']:.6f}",
+                str(doc.get("spacegroup")),
+                "" if elements_of(doc["chemsys"]) == system else str(self._duplicate_of.get(doc["candidate_id"])),
+            )
+            for doc in members
+        )
+        return hashlib.sha256(repr(rows).encode()).hexdigest()[:24]
+
+    def _find_duplicates(self, own: list[dict]) -> dict[str, str]:
+        """``{candidate_id: id of the lowest-energy match}`` within (formula, space group) buckets."""
+        buckets: dict[tuple[str, Any], list[dict]] = defaultdict(list)
+        for doc in own:
+            buckets[(doc["formula"], doc.get("spacegroup"))].append(doc)
+        duplicates: dict[str, str] = {}
+        for members in buckets.values():
+            if len(members) < 2:
+                continue
+            members.sort(key=lambda d: (d.get("corrected_energy_per_atom") or d["formation_energy_per_atom"], d["candidate_id"]))
+            structures = self._structures([d["candidate_id"] for d in members])
+            kept: list[str] = []
+            for doc in members:
+                cid = doc["candidate_id"]
+                match = next((k for k in kept if self.matcher.fit(structures[k], structures[cid])), None)
+                if match is None:
+                    kept.append(cid)
+                else:
+                    duplicates[cid] = match
+        return duplicates
+
+    def _structures(self, ids: list[str]) -> dict[str, Structure]:
+        docs = self.candidates.query({"candidate_id": {"$in": ids}}, properties=["candidate_id", "structure"])
+        return {d["candidate_id"]: Structure.from_dict(d["structure"]) for d in docs if d.get("structure")}
+
+    def _reference_points(self, system: frozenset[str], hull_kind: str | None) -> list[PDEntry]:
+        """Stable reference phases at their formation energies (the elements at zero at least)."""
+        points = [PDEntry(Composition(el), 0.0) for el in sorted(system)]
+        if hull_kind != HullKind.MP.value:
+            return points  # campaign-internal: the corners are the elements, relaxed with the same model
+        try:
+            index, _ = reference_hull(self.references, system, self.patch_above_n_elements)
+        except MissingReferenceError:
+            return points
+        pd = index.phase_diagram
+        for entry in pd.stable_entries:
+            if len(entry.composition.elements) > 1:
+                points.append(PDEntry(entry.composition, pd.get_form_energy_per_atom(entry) * entry.composition.num_atoms))
+        return points
+
+
