@@ -55,7 +55,7 @@ def benchmark_structures(n: int, seed: int = 0):
 
 def _potential_name(args) -> str:
     if args.potential == "matris-10m-random":
-        from matris_flows.potentials.testing import MATRIS_10M_CONFIG, write_random_matris_checkpoint
+        from matris_flows.testing.potentials import MATRIS_10M_CONFIG, write_random_matris_checkpoint
 
         path = Path(tempfile.gettempdir()) / "matris_10m_random.pth.tar"
         if not path.exists():
@@ -89,8 +89,8 @@ _WORKER = {}
 
 
 def _init_worker(name, device, threads, settings):
+    from matris_flows.core.threads import pin_threads
     from matris_flows.potentials.loader import load_potential
-    from matris_flows.potentials.threads import pin_threads
 
     pin_threads(threads)
     _WORKER["potential"] = load_potential(name, device=device)
@@ -106,7 +106,7 @@ def _relax_chunk(structures):
 
 def run_engine(name, structures, settings, workers: int, threads: int, device: str, chunks_per_worker: int):
     """(b): worker processes with pinned threads, each relaxing chunks with the chosen engine."""
-    from matris_flows.potentials.threads import thread_env
+    from matris_flows.core.threads import thread_env
 
     os.environ.update(thread_env(threads))  # inherited by the spawned workers before numpy/torch import
     n_chunks = workers * chunks_per_worker
@@ -138,7 +138,7 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from matris_flows.potentials.threads import available_cores
+    from matris_flows.core.threads import available_cores
     from matris_flows.relax.schemas import RelaxSettings
 
     cores = available_cores()

@@ -262,7 +262,7 @@ def main() -> None:
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    from matris_flows.potentials.threads import available_cores
+    from matris_flows.core.threads import available_cores
 
     cores = available_cores()
     structures, ids = benchmark_structures(args.n_candidates, args.seed)

@@ -14,9 +14,9 @@ from pymatgen.entries.computed_entries import ComputedEntry
 from matris_flows.campaign.flow import _references
 from matris_flows.campaign.runner import SPEC_FILE
 from matris_flows.campaign.spec import load_spec
+from matris_flows.core.chemsys import chemsys_of
 from matris_flows.results import CandidateQuery, export_structures, plot_hull, query_candidates
 from matris_flows.stores import make_candidates_store
-from matris_flows.core.chemsys import chemsys_of
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -20,7 +21,7 @@ from pydantic import BaseModel, Field
 from matris_flows.campaign.flow import ScreeningMaker
 from matris_flows.campaign.spec import CampaignSpec, SpecError, load_spec
 from matris_flows.execution import JobEvent, open_client, run_on_dask
-from matris_flows.stores import make_candidates_store, make_job_store
+from matris_flows.stores import connect_job_store, make_candidates_store, make_job_store
 
 SPEC_FILE, FLOW_FILE, MANIFEST_FILE = "spec.yaml", "flow.json", "campaign.json"
 
@@ -93,7 +94,7 @@ def run_campaign(
     directory = Path(directory) if directory is not None else campaign_dir_for(spec)
     flow, manifest = _prepare(spec, directory, spec_path, fresh=not resume)
     store_config = spec.store_config(spec_path.parent if spec_path else None)
-    job_store = make_job_store(store_config, directory)
+    job_store = connect_job_store(store_config, directory)
 
     failures = Counter()
 
@@ -105,11 +106,16 @@ def run_campaign(
     start = time.perf_counter()
     if manager == "local":
         run_locally(flow, store=job_store, create_folders=False, log=False)
-    elif client is not None:
-        run_on_dask(flow, job_store, client, resume=resume, progress=on_event, keep_responses=False)
     else:
-        with open_client(spec.execution) as own_client:
-            run_on_dask(flow, job_store, own_client, resume=resume, progress=on_event, keep_responses=False)
+        # Workers write directly where the store takes concurrent writers (MongoDB), each
+        # connecting from the store config and its own environment; else the driver writes.
+        direct = partial(connect_job_store, store_config, directory) if store_config.concurrent_writers else False
+        options = {"resume": resume, "progress": on_event, "keep_responses": False, "direct_writes": direct}
+        if client is not None:
+            run_on_dask(flow, job_store, client, **options)
+        else:
+            with open_client(spec.execution) as own_client:
+                run_on_dask(flow, job_store, own_client, **options)
     wall = time.perf_counter() - start
 
     candidates_store = make_candidates_store(store_config, directory)

@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobflow import JobConfig
-from monty.json import jsanitize
-from pydantic import BaseModel
 
 CANDIDATES_STORE_NAME = "candidates"
 """JobStore additional store holding one document per candidate (the ``candidates`` collection)."""
@@ -43,10 +41,3 @@ def publish(documents: Sequence[dict], store_name: str = CANDIDATES_STORE_NAME, 
         target.update(list(documents), key=key)
     return True
 
-
-def json_document(document: BaseModel) -> dict[str, Any]:
-    """A pydantic document as a JSON-ready dict (pymatgen objects as their dicts, enums as values).
-
-    pydantic cannot JSON-serialise pymatgen objects; monty's jsanitize is what jobflow uses too.
-    """
-    return jsanitize(document.model_dump(), strict=True, enum_values=True, allow_bson=True)

@@ -14,7 +14,8 @@ seeded with them, records the ``JobStore.update`` calls it makes, and returns th
 with the ``Response``; the driver replays those updates on the real store.  Thus
 reference resolution, ``on_missing_references``, output schemas, additional-store
 ``save`` keys, ``prepare_replace`` and the metadata/config/name propagation are
-jobflow's own code.  Jobs with ``config.expose_store`` run on the driver, because
+jobflow's own code; ``JobStore.update`` (sanitising, blob splitting) runs on the worker
+too, so the driver only inserts finished documents.  Jobs with ``config.expose_store`` run on the driver, because
 they may read or write anything in the store.  With a store that takes concurrent
 writers (MongoDB) ``direct_writes=True`` lets workers run ``Job.run`` against the
 real store.
@@ -49,7 +50,7 @@ import traceback
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from jobflow import Flow, Job, JobStore, Response
@@ -68,7 +69,7 @@ logger = logging.getLogger(__name__)
 
 _INFRASTRUCTURE_ERRORS = ("KilledWorker", "CancelledError", "FutureCancelledError")
 
-_JOURNAL_PAGE_BYTES = 48_000  # a journal page of diverted jobs stays far below any document limit
+_JOURNAL_PAGE_BYTES = 16_000  # a journal page of diverted jobs stays far below any document limit
 
 
 def writes_only(job: Job) -> bool:
@@ -88,13 +89,12 @@ class JobEvent:
 
 @dataclass
 class StoreWrite:
-    """One write a worker made, to replay on the real store: ``JobStore.update`` when
-    ``target`` is None, else ``update`` of the additional store named ``target``."""
+    """One write a worker made, to replay on the real store: ``update`` of its docs store
+    (target ``"__docs__"``) or of the additional store named ``target``."""
 
-    target: str | None
+    target: str
     docs: Any
     key: Any = None
-    save: Any = None
 
 
 @dataclass
@@ -107,38 +107,40 @@ class WorkerResult:
     job_dir: str | None = None
 
 
+_DOCS_TARGET = "__docs__"  # StoreWrite target of the JobStore's docs store
+
+
 class _RecordingStore(MemoryStore):
-    """An additional store that only records ``update`` calls (write-only jobs publish through it)."""
+    """A store whose ``update`` calls are recorded, not applied; ``seed`` fills it for reads."""
 
     def __init__(self, target: str, recorded: list[StoreWrite]):
         super().__init__(collection_name=f"{target}-{secrets.token_hex(4)}")
         self.target = target
         self.recorded = recorded
 
+    def seed(self, docs: list[dict], key: list[str]) -> None:
+        MemoryStore.update(self, docs, key=key)
+
     def update(self, docs, key=None, **kwargs):
         self.recorded.append(StoreWrite(self.target, docs, key))
 
 
 class _RecordingJobStore(JobStore):
-    """An in-memory JobStore that remembers every write so the driver can replay it."""
+    """An in-memory JobStore, seeded with the documents a job reads, that records every write.
+
+    ``JobStore.update`` runs here, on the worker: sanitising the output and splitting blobs
+    off to the additional stores is the costly part of a write, and the driver, the one
+    writer of an embedded store, only inserts the finished documents.
+    """
 
     def __init__(self, additional_store_names, seed_docs):
         recorded: list[StoreWrite] = []
-        super().__init__(
-            MemoryStore(collection_name=f"docs-{secrets.token_hex(4)}"),
-            additional_stores={name: _RecordingStore(name, recorded) for name in additional_store_names},
-        )
+        docs = _RecordingStore(_DOCS_TARGET, recorded)
+        super().__init__(docs, additional_stores={name: _RecordingStore(name, recorded) for name in additional_store_names})
         self.connect()
         if seed_docs:
-            self.docs_store.update(seed_docs, key=["uuid", "index"])
+            docs.seed(seed_docs, key=["uuid", "index"])
         self.recorded = recorded
-
-    def update(self, docs, key=None, save=None):
-        # Only record: the driver replays the write on the real store, where jobflow
-        # sanitizes it and checks the additional store names (an unknown one fails the job
-        # there, as in run_locally). Sanitizing and copying a relaxation chunk into this
-        # throwaway store as well cost ~1 s per 500 candidates (benchmarks/workflow_overhead.py).
-        self.recorded.append(StoreWrite(None, docs, key, save))
 
 
 def execute_job(
@@ -157,9 +159,16 @@ def execute_job(
 
 @dataclass
 class _StoreSpec:
-    """A JSON spec of a store that can take concurrent writers; workers connect once."""
+    """How a worker gets its own connection to a store that takes concurrent writers.
 
-    spec: str = field(repr=False)  # holds credentials: never in reprs or logs
+    Either a picklable ``factory`` (e.g. ``partial(connect_job_store, config, dir)``: the
+    worker reads credentials from its own environment, none travel with the task) or,
+    without one, the store's JSON (which carries what the store object holds).
+    """
+
+    key: str
+    factory: Callable[[], JobStore] | None = field(default=None, repr=False)
+    spec: str | None = field(default=None, repr=False)  # may hold credentials: never in reprs or logs
 
 
 _WORKER_STORES: dict[str, JobStore] = {}
@@ -167,11 +176,11 @@ _WORKER_STORES: dict[str, JobStore] = {}
 
 def execute_job_direct(job: Job, store_spec: _StoreSpec) -> WorkerResult:
     """Run ``job`` on a worker against the real store (stores with concurrent writers)."""
-    store = _WORKER_STORES.get(store_spec.spec)
+    store = _WORKER_STORES.get(store_spec.key)
     if store is None:
-        store = MontyDecoder().decode(store_spec.spec)
+        store = store_spec.factory() if store_spec.factory is not None else MontyDecoder().decode(store_spec.spec)
         store.connect()
-        _WORKER_STORES[store_spec.spec] = store
+        _WORKER_STORES[store_spec.key] = store
     try:
         response = job.run(store=store)
     except Exception:  # noqa: BLE001
@@ -369,6 +378,8 @@ class _JobRun:
             self.finish(None, True)
             return
 
+        if not runner.keep_responses:
+            response.output = None  # stored already; holding it until the diversions end grows with the campaign
         self.response = response
         # run_locally order: replacement first, then detour, then addition, each
         # run to completion before the next
@@ -402,7 +413,7 @@ class _DaskRunner:
         *,
         resume: bool,
         raise_immediately: bool,
-        direct_writes: bool,
+        direct_writes: bool | Callable[[], JobStore],
         worker_failure_retries: int,
         progress: Callable[[JobEvent], None] | None,
         keep_responses: bool = True,
@@ -424,9 +435,11 @@ class _DaskRunner:
 
         self._ready: deque[Callable[[], None]] = deque()
         self._in_flight: dict[Future, _JobRun] = {}
-        self._store_spec = (
-            _StoreSpec(json.dumps(store, cls=MontyEncoder)) if direct_writes else None
-        )
+        self._store_spec = None
+        if callable(direct_writes):
+            self._store_spec = _StoreSpec(key=secrets.token_hex(8), factory=direct_writes)
+        elif direct_writes:
+            self._store_spec = _StoreSpec(key=secrets.token_hex(8), spec=json.dumps(store, cls=MontyEncoder))
         self._additional_store_names = list(store.additional_stores)
 
     # -- bookkeeping --------------------------------------------------------------
@@ -452,7 +465,7 @@ class _DaskRunner:
             "index": job.index,
             "name": job.name,
             "metadata": jsanitize(job.metadata, strict=False, allow_bson=True),
-            "completed_at": datetime.now(tz=timezone.utc).isoformat(),
+            "completed_at": datetime.now(tz=UTC).isoformat(),
             "stop_children": response.stop_children,
             "stop_jobflow": response.stop_jobflow,
         }
@@ -561,8 +574,8 @@ class _DaskRunner:
             return
         try:
             for write in result.updates:
-                if write.target is None:
-                    self.store.update(write.docs, key=write.key, save=write.save)
+                if write.target == _DOCS_TARGET:
+                    self.store.docs_store.update(write.docs, key=write.key)
                 else:
                     self.store.additional_stores[write.target].update(write.docs, key=write.key)
         except Exception:  # noqa: BLE001
@@ -604,7 +617,7 @@ def run_on_dask(
     raise_immediately: bool = False,
     resume: bool = True,
     journal: Store | None = None,
-    direct_writes: bool = False,
+    direct_writes: bool | Callable[[], JobStore] = False,
     worker_failure_retries: int = 2,
     progress: Callable[[JobEvent], None] | None = None,
     keep_responses: bool = True,
@@ -632,8 +645,10 @@ def run_on_dask(
         Store for resume records; default the JobStore's additional store named
         ``"journal"``, else an in-memory store (resume then only within this call).
     direct_writes
-        Workers run jobs against ``store`` itself (only for stores that take
-        concurrent writers, i.e. MongoDB); otherwise the driver does all writes.
+        Workers run jobs against the store themselves (only for stores that take
+        concurrent writers, i.e. MongoDB); otherwise the driver does all writes. A
+        picklable callable returning a JobStore builds each worker's connection there
+        (credentials from the worker's environment); ``True`` ships ``store`` as JSON.
     worker_failure_retries
         Times a job is resubmitted after Dask gives up on it because workers died
         (``KilledWorker``), on top of Dask's own ``allowed-failures`` retries.

@@ -21,8 +21,8 @@ from typing import Any
 from jobflow import Flow, Job, Maker, OutputReference, Response, job
 from pymatgen.core import Structure
 
-from matris_flows.generation.filters import FilterSettings
 from matris_flows.generation.files import expand_paths, iter_one_file
+from matris_flows.generation.filters import FilterSettings
 from matris_flows.generation.pipeline import (
     DedupSettings,
     Event,

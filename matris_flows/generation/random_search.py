@@ -128,7 +128,7 @@ def generate_random_structure(
     crystal = pyxtal()
     try:
         crystal.from_random(3, sg, species, counts, factor=volume_factor, max_count=max_attempts, random_state=seed)
-    except Exception as exc:  # pyxtal raises its own Comp/Symm errors and plain RuntimeErrors
+    except Exception as exc:  # noqa: BLE001 - pyxtal raises its own Comp/Symm errors and plain RuntimeErrors
         return RejectedCandidate(
             reason=RejectionReason.GENERATION_FAILED,
             message=f"pyxtal failed for {formula} Z={z} in space group {sg} (seed {seed}): {exc}",

@@ -9,7 +9,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
-from pymatgen.core import Structure
+
+from matris_flows.core.serialization import JsonStructure
 
 
 class SourceMethod(StrEnum):
@@ -75,7 +76,7 @@ class Candidate(BaseModel):
     """One candidate structure handed to the relaxation stage."""
 
     candidate_id: str = Field(description="Stable id: short SHA-256 of the rounded structure and its provenance.")
-    structure: Structure = Field(description="Ordered candidate structure, element species (no oxidation states).")
+    structure: JsonStructure = Field(description="Ordered candidate structure, element species (no oxidation states).")
     formula: str = Field(description="Reduced formula.")
     chemsys: str = Field(description="Chemical system, elements sorted and joined by '-'.")
     nsites: int = Field(description="Number of sites in the cell.")
@@ -94,7 +95,7 @@ class RejectedCandidate(BaseModel):
         None, description="candidate_id (or reference entry id) of the structure it duplicates."
     )
     provenance: Provenance | None = Field(None, description="Provenance of the dropped structure, when one was built.")
-    structure: Structure | None = Field(
+    structure: JsonStructure | None = Field(
         None, description="The dropped structure for sanity-filter failures (None for duplicates and bad inputs)."
     )
 
@@ -159,7 +160,7 @@ class CandidateChunk(BaseModel):
     """One relaxation job's worth of candidates (what the chunk's downstream jobs reference)."""
 
     candidate_ids: list[str] = Field(description="Candidate ids, in order.")
-    structures: list[Structure] = Field(description="Candidate structures, in the same order.")
+    structures: list[JsonStructure] = Field(description="Candidate structures, in the same order.")
     provenance: list[Provenance] = Field(description="Generation provenance of each candidate, in the same order.")
 
 

@@ -66,7 +66,7 @@ def resolve_matris_checkpoint(key: str, *, download: bool = True) -> Path:
         try:
             _download(url, target)
             return target
-        except Exception as exc:  # network errors come in many types (URLError, OSError, HTTPError)
+        except Exception as exc:  # noqa: BLE001 - network errors come in many types (URLError, OSError, HTTPError)
             reason = f"{type(exc).__name__}: {exc}"
     else:
         reason = "downloads disabled"

@@ -76,10 +76,12 @@ def relax_one(
         stress = atoms.get_stress(voigt=False) if settings.relax_cell or "stress" in atoms.calc.implemented_properties else None
         magmoms = _magmoms(atoms, potential)
     except _Abort as exc:
-        return failed_document(candidate_id, structure, str(exc), potential, settings, ENGINE, perf_counter() - start, optimizer.nsteps), trajectory
-    except Exception as exc:  # a model error on one structure must not end the chunk
+        elapsed = perf_counter() - start
+        return failed_document(candidate_id, structure, str(exc), potential, settings, ENGINE, elapsed, optimizer.nsteps), trajectory
+    except Exception as exc:  # noqa: BLE001 - a model error on one structure must not end the chunk
         reason = f"{type(exc).__name__}: {exc}"
-        return failed_document(candidate_id, structure, reason, potential, settings, ENGINE, perf_counter() - start, optimizer.nsteps), trajectory
+        elapsed = perf_counter() - start
+        return failed_document(candidate_id, structure, reason, potential, settings, ENGINE, elapsed, optimizer.nsteps), trajectory
     atoms.set_constraint()  # FixSymmetry must not leak into the pymatgen conversion
     # get_structure copies atoms.calc onto the Structure: detach it, or every document
     # would carry (and pickle, across Dask) the whole model.

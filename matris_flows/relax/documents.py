@@ -4,10 +4,10 @@ import numpy as np
 from ase.units import GPa
 from pymatgen.core import Structure
 
+from matris_flows.core.chemsys import chemsys_of
 from matris_flows.potentials.loader import Potential
 from matris_flows.relax.checks import result_problem
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings, RelaxStatus
-from matris_flows.core.chemsys import chemsys_of
 
 
 def _identity(structure: Structure) -> dict:

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pymatgen.core import Structure
 
 from matris_flows.core.ids import candidate_id
-
 from matris_flows.potentials.loader import Potential, load_potential
 from matris_flows.potentials.naming import DEFAULT_POTENTIAL, PotentialKind
 from matris_flows.relax import ase_engine, torchsim_engine
@@ -77,7 +76,7 @@ def relax_with_trajectories(
     if batch:
         try:
             batched = torchsim_engine.relax_batch([structures[i] for i in batch], [ids[i] for i in batch], potential, settings)
-        except Exception as exc:  # one bad cell can break a whole batched call: redo the chunk one by one
+        except Exception as exc:  # noqa: BLE001 - one bad cell can break a whole batched call: redo the chunk one by one
             logger.warning("batched relaxation failed (%s: %s); relaxing one by one", type(exc).__name__, exc)
             batched = [ase_engine.relax_one(structures[i], ids[i], potential, settings)[0] for i in batch]
         for index, document in zip(batch, batched, strict=True):

@@ -21,6 +21,10 @@ _DATA_OBJECTS = ["documents", "trajectories"]
 class RelaxMaker(Maker):
     """Relax a list of structures with one potential in one job.
 
+    The relaxation records and trajectories are saved to the JobStore's ``data``
+    additional store (as atomate2's force-field makers do), so the JobStore needs one:
+    ``JobStore(docs, additional_stores={"data": ...})``; campaigns' stores have it.
+
     Parameters
     ----------
     name

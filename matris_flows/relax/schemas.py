@@ -3,8 +3,8 @@
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
-from pymatgen.core import Structure
 
+from matris_flows.core.serialization import JsonStructure
 from matris_flows.potentials.naming import PotentialInfo
 
 
@@ -48,8 +48,8 @@ class RelaxationDocument(BaseModel):
     nsites: int = Field(description="Number of sites in the cell.")
     status: RelaxStatus = Field(description="converged, not_converged or failed.")
     failure_reason: str | None = Field(None, description="Why the relaxation failed or did not converge.")
-    input_structure: Structure = Field(description="Structure before relaxation.")
-    structure: Structure | None = Field(None, description="Relaxed structure (last frame if not converged).")
+    input_structure: JsonStructure = Field(description="Structure before relaxation.")
+    structure: JsonStructure | None = Field(None, description="Relaxed structure (last frame if not converged).")
     energy: float | None = Field(None, description="Total energy of the relaxed structure, eV (model convention).")
     energy_per_atom: float | None = Field(None, description="Energy per atom, eV/atom.")
     forces: list[list[float]] | None = Field(None, description="Final forces, eV/Å.")

@@ -22,8 +22,8 @@ from pymatgen.analysis.phase_diagram import PDPlotter, PhaseDiagram
 from pymatgen.core import Composition, Element
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from matris_flows.results.export import structure_of
 from matris_flows.core.chemsys import chemsys_of, elements_of
+from matris_flows.results.export import structure_of
 from matris_flows.thermo.references import entries_within
 
 logger = logging.getLogger(__name__)

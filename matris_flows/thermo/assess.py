@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 from pymatgen.entries import Entry
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
-from matris_flows.potentials.naming import EnergyConvention
-from matris_flows.relax.schemas import RelaxationDocument
 from matris_flows.core.chemsys import chemsys_of, within
 from matris_flows.core.symmetry import spacegroup_number
 from matris_flows.generation.schemas import Provenance
+from matris_flows.potentials.naming import EnergyConvention
+from matris_flows.relax.schemas import RelaxationDocument
 from matris_flows.thermo.hull import PATCH_ABOVE_N_ELEMENTS, HullEnergy, HullIndex, energy_above_hull
 from matris_flows.thermo.mp_compat import build_computed_entry, correct_entry, uses_mp_hull
 from matris_flows.thermo.references import MissingReferenceError, ReferenceProvider

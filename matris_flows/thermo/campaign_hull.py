@@ -3,10 +3,13 @@
 Runs once all chunks are in, as a maggma ``Builder`` over the ``candidates`` store, one
 chemical system at a time (smallest systems first, so the duplicates of a subsystem are
 known before the systems that contain it). The campaign hull is built in formation-energy
-space: the stable reference phases (at their formation energies on the reference hull,
-the same scale the candidates' ``formation_energy_per_atom`` is on) plus every candidate
-that is not a duplicate. A system whose members did not change since the last run (same
-fingerprint) is skipped, so resuming a campaign only recomputes what its new chunks touched.
+space (the scale the candidates' ``formation_energy_per_atom`` is on) from few points: the
+stable reference phases of the system, the campaign-hull vertices already found in its
+subsystems, and its own non-duplicate candidates on or below the reference hull (one
+above it can never be a vertex of a hull that contains the reference phases). Every
+candidate of the system is then evaluated against that hull. A system whose inputs did
+not change since the last run (same fingerprint) is skipped, so resuming a campaign only
+recomputes what its new chunks touched.
 """
 
 from __future__ import annotations
@@ -23,15 +26,16 @@ from pymatgen.core import Composition, Structure
 
 from matris_flows.core.chemsys import chemsys_of, elements_of, within
 from matris_flows.thermo.assess import reference_hull
-from matris_flows.thermo.hull import PATCH_ABOVE_N_ELEMENTS, HullIndex, energy_above_hull
+from matris_flows.thermo.hull import PATCH_ABOVE_N_ELEMENTS, HullIndex
 from matris_flows.thermo.references import MissingReferenceError, ReferenceProvider
 from matris_flows.thermo.schemas import CampaignHullOutput, HullKind, ThermoStatus
 
 _SLIM = [
     "candidate_id", "formula", "chemsys", "thermo_status", "formation_energy_per_atom", "corrected_energy_per_atom",
-    "spacegroup", "duplicate_of", "campaign_hull_fingerprint", "hull_kind", "e_above_hull_campaign",
+    "spacegroup", "duplicate_of", "campaign_hull_fingerprint", "hull_kind", "e_above_hull", "e_above_hull_campaign",
     "is_stable_campaign",
 ]
+_ON_HULL = 1e-6  # eV/atom: a point this close to a hull is one of its vertices
 _FETCH_BATCH = 500
 
 
@@ -63,52 +67,62 @@ class CampaignHullBuilder(Builder):
         self.patch_above_n_elements = patch_above_n_elements
         self.matcher = matcher or StructureMatcher()
         super().__init__(sources=[candidates], targets=[candidates])
-        self._duplicate_of: dict[str, str | None] = {}
         self._counts = CampaignHullOutput()
+        self._vertices: dict[frozenset[str], list[tuple[str, str, float]]] = {}
 
     # -- Builder API ----------------------------------------------------------------------
     def get_items(self) -> Iterator[dict[str, Any]]:
-        """One item per chemical system: its candidates and those of its subsystems (slim documents)."""
+        """One item per chemical system (smallest first): its own candidates (slim documents)."""
         criteria = {} if self.campaign is None else {"campaign": self.campaign}
         by_system: dict[frozenset[str], list[dict]] = defaultdict(list)
         n = 0
         for doc in self.candidates.query(criteria, properties=_SLIM):
             n += 1
-            self._duplicate_of[doc["candidate_id"]] = doc.get("duplicate_of")
             if doc.get("thermo_status") == ThermoStatus.OK.value and doc.get("formation_energy_per_atom") is not None:
                 by_system[elements_of(doc["chemsys"])].append(doc)
         self._counts = CampaignHullOutput(n_candidates=n, n_systems=len(by_system))
+        self._vertices: dict[frozenset[str], list[tuple[str, str, float]]] = {}
         for system in sorted(by_system, key=lambda s: (len(s), chemsys_of(s))):
-            yield {"system": system, "own": by_system[system], "members": within(by_system, system)}
+            yield {"system": system, "own": by_system[system]}
 
     def process_item(self, item: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """Updates ``{candidate_id: fields}`` for one system; empty when its fingerprint is unchanged."""
-        system, own, members = item["system"], item["own"], item["members"]
-        fingerprint = self._fingerprint(system, members)
+        """Updates ``{candidate_id: fields}`` for one system; empty when its inputs are unchanged."""
+        system, own = item["system"], item["own"]
+        below = within(self._vertices, system)  # campaign-hull vertices of the subsystems (all done: smaller first)
+        fingerprint = self._fingerprint(own, below)
         if all(doc.get("campaign_hull_fingerprint") == fingerprint for doc in own):
+            self._vertices[system] = [
+                (d["candidate_id"], d["formula"], d["formation_energy_per_atom"])
+                for d in own
+                if d.get("duplicate_of") is None and (d.get("e_above_hull_campaign") or 0.0) <= _ON_HULL
+            ]
             return {}
         duplicates = self._find_duplicates(own)
-        for doc in own:
-            self._duplicate_of[doc["candidate_id"]] = duplicates.get(doc["candidate_id"])
-
         points = self._reference_points(system, own[0].get("hull_kind"))
-        for doc in members:
-            if self._duplicate_of.get(doc["candidate_id"]) is None:
-                composition = Composition(doc["formula"])
-                points.append(PDEntry(composition, doc["formation_energy_per_atom"] * composition.num_atoms))
-        hull = HullIndex.from_entries(points, sorted(system), self.patch_above_n_elements)
-        own_entries = [PDEntry(Composition(d["formula"]), 0.0) for d in own]
-        energies = [d["formation_energy_per_atom"] for d in own]
-        results = hull.evaluate([e.composition for e in own_entries], energies, with_decomposition=False)
+        points += [_point(formula, energy) for _, formula, energy in below]
+        points += [
+            _point(d["formula"], d["formation_energy_per_atom"])
+            for d in own
+            if d["candidate_id"] not in duplicates and (d.get("e_above_hull") is None or d["e_above_hull"] <= _ON_HULL)
+        ]
+        # few points, so one plain hull even for many elements
+        hull = HullIndex.from_entries(points, sorted(system), patch_above_n_elements=len(system))
+        results = hull.evaluate(
+            [Composition(d["formula"]) for d in own], [d["formation_energy_per_atom"] for d in own], with_decomposition=False
+        )
         updates = {}
+        vertices = []
         for doc, result in zip(own, results, strict=True):
             duplicate_of = duplicates.get(doc["candidate_id"])
+            if duplicate_of is None and result.e_above_hull <= _ON_HULL:
+                vertices.append((doc["candidate_id"], doc["formula"], doc["formation_energy_per_atom"]))
             updates[doc["candidate_id"]] = {
                 "e_above_hull_campaign": result.e_above_hull,
                 "is_stable_campaign": duplicate_of is None and result.e_above_hull <= self.stability_threshold,
                 "duplicate_of": duplicate_of,
                 "campaign_hull_fingerprint": fingerprint,
             }
+        self._vertices[system] = vertices
         return updates
 
     def update_targets(self, items: list[dict[str, dict[str, Any]]]) -> None:
@@ -149,17 +163,11 @@ class CampaignHullBuilder(Builder):
         )
 
     # -- helpers ----------------------------------------------------------------------------
-    def _fingerprint(self, system: frozenset[str], members: list[dict]) -> str:
-        rows = sorted(
-            (
-                doc["candidate_id"],
-                f"{doc['formation_energy_per_atom']:.6f}",
-                str(doc.get("spacegroup")),
-                "" if elements_of(doc["chemsys"]) == system else str(self._duplicate_of.get(doc["candidate_id"])),
-            )
-            for doc in members
-        )
-        return hashlib.sha256(repr(rows).encode()).hexdigest()[:24]
+    @staticmethod
+    def _fingerprint(own: list[dict], below: list[tuple[str, str, float]]) -> str:
+        rows = sorted((d["candidate_id"], f"{d['formation_energy_per_atom']:.6f}", str(d.get("spacegroup"))) for d in own)
+        subsystem_vertices = sorted((cid, f"{energy:.6f}") for cid, _, energy in below)
+        return hashlib.sha256(repr((rows, subsystem_vertices)).encode()).hexdigest()[:24]
 
     def _find_duplicates(self, own: list[dict]) -> dict[str, str]:
         """``{candidate_id: id of the lowest-energy match}`` within (formula, space group) buckets."""
@@ -188,7 +196,7 @@ class CampaignHullBuilder(Builder):
 
     def _reference_points(self, system: frozenset[str], hull_kind: str | None) -> list[PDEntry]:
         """Stable reference phases at their formation energies (the elements at zero at least)."""
-        points = [PDEntry(Composition(el), 0.0) for el in sorted(system)]
+        points = [_point(el, 0.0) for el in sorted(system)]
         if hull_kind != HullKind.MP.value:
             return points  # campaign-internal: the corners are the elements, relaxed with the same model
         try:
@@ -202,3 +210,8 @@ class CampaignHullBuilder(Builder):
         return points
 
 
+
+
+def _point(formula: str, formation_energy_per_atom: float) -> PDEntry:
+    composition = Composition(formula)
+    return PDEntry(composition, formation_energy_per_atom * composition.num_atoms)

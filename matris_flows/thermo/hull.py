@@ -96,7 +96,7 @@ class HullIndex:
     def __init__(self, phase_diagram: PhaseDiagram) -> None:
         self.phase_diagram = phase_diagram
         self.elements = frozenset(el.symbol for el in phase_diagram.elements)
-        self._tables: dict[int, _FacetTable] = {}
+        self._tables: dict[object, _FacetTable] = {}
 
     @classmethod
     def from_entries(
@@ -116,7 +116,15 @@ class HullIndex:
     def _table_for(self, space: frozenset[Element]) -> _FacetTable:
         pd = self.phase_diagram
         if isinstance(pd, PatchedPhaseDiagram):
-            pd = pd.get_pd_for_entry(Composition({el: 1 for el in space}))
+            try:
+                pd = pd.get_pd_for_entry(Composition({el: 1 for el in space}))
+            except ValueError:
+                # no patch spans this subspace (e.g. only elemental entries in it): its own hull
+                key = ("subspace", space)
+                if key not in self._tables:
+                    within = [e for e in pd.all_entries if set(e.elements) <= space]
+                    self._tables[key] = _FacetTable(PhaseDiagram(within, elements=sorted(space)))
+                return self._tables[key]
         if id(pd) not in self._tables:
             self._tables[id(pd)] = _FacetTable(pd)
         return self._tables[id(pd)]

@@ -13,7 +13,8 @@ from jobflow.core.job import JobConfig
 from jobflow.core.reference import OnMissing
 
 from matris_flows.core.chemsys import elements_of
-from matris_flows.core.publishing import CANDIDATES_STORE_NAME, json_document, publish, write_only_config
+from matris_flows.core.publishing import CANDIDATES_STORE_NAME, publish, write_only_config
+from matris_flows.core.serialization import json_document
 from matris_flows.generation.schemas import Provenance
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings
 from matris_flows.thermo.assess import DocumentContext, assess_candidates, flatten_relaxations, single_convention

@@ -9,8 +9,8 @@ must never turn into a silent zero above a hull built from too few phases.
 import contextlib
 import datetime
 from collections import defaultdict
-from functools import lru_cache
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -19,8 +19,8 @@ from monty.json import MontyDecoder, MSONable, jsanitize
 from monty.serialization import loadfn
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from matris_flows.shared_data import SHARED_DATA_ENV, shared_data_dir  # noqa: F401 (re-exported)
 from matris_flows.core.chemsys import chemsys_of, elements_of, within
+from matris_flows.shared_data import SHARED_DATA_ENV, shared_data_dir  # noqa: F401 (re-exported)
 from matris_flows.thermo.schemas import HullKind, ReferenceProvenance
 
 MP_ELEMENTAL_REFS_FILE = "mp_elemental_refs_2023-02-07.json.gz"

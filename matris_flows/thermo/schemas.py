@@ -8,8 +8,8 @@ Matbench Discovery name because that is the number screens are compared on.
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
-from pymatgen.core import Structure
 
+from matris_flows.core.serialization import JsonStructure
 from matris_flows.generation.schemas import Provenance
 from matris_flows.relax.schemas import RelaxationSummary
 
@@ -73,7 +73,7 @@ class CandidateDocument(BaseModel):
     elements: list[str] = Field(default_factory=list, description="Element symbols, sorted.")
     nsites: int | None = Field(None, description="Sites in the relaxed cell.")
     spacegroup: int | None = Field(None, description="Space group number of the relaxed structure (symprec 0.1 Å).")
-    structure: Structure | None = Field(None, description="Relaxed structure, None when the relaxation failed.")
+    structure: JsonStructure | None = Field(None, description="Relaxed structure, None when the relaxation failed.")
     provenance: Provenance | None = Field(None, description="Where the candidate came from (generation source, parent, ...).")
     energy_per_atom: float | None = Field(None, description="Raw model energy per atom, eV/atom (model convention).")
     corrected_energy_per_atom: float | None = Field(

@@ -3,7 +3,8 @@
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
-from pymatgen.core import Structure
+
+from matris_flows.core.serialization import JsonStructure
 
 
 class ValidationStatus(StrEnum):
@@ -31,8 +32,8 @@ class DftCalculationDocument(BaseModel):
     formula: str = Field(description="Reduced formula of the structure.")
     succeeded: bool = Field(description="True when the DFT calculation produced an energy.")
     failure_reason: str | None = Field(None, description="Why the calculation failed (SCF, code missing, ...).")
-    input_structure: Structure = Field(description="Structure the relaxation started from.")
-    structure: Structure | None = Field(None, description="DFT-relaxed structure.")
+    input_structure: JsonStructure = Field(description="Structure the relaxation started from.")
+    structure: JsonStructure | None = Field(None, description="DFT-relaxed structure.")
     energy: float | None = Field(None, description="Total energy of the relaxed structure, eV (code scale).")
     energy_per_atom: float | None = Field(None, description="Energy per atom of the relaxed structure, eV/atom.")
     initial_energy_per_atom: float | None = Field(
@@ -79,7 +80,7 @@ class ValidationDocument(BaseModel):
     dft_formation_energy_per_atom: float | None = Field(
         None, description="DFT formation energy per atom relative to the hull's elemental references, eV/atom."
     )
-    dft_structure: Structure | None = Field(None, description="DFT-relaxed structure of the candidate.")
+    dft_structure: JsonStructure | None = Field(None, description="DFT-relaxed structure of the candidate.")
     dft_relax_converged: bool | None = Field(None, description="Whether the DFT relaxation met its force criterion.")
     dft_e_above_hull: float | None = Field(None, description="DFT energy above the hull named in hull_description, eV/atom.")
     dft_decomposes_to: list[str] | None = Field(

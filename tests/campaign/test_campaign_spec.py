@@ -27,7 +27,7 @@ def test_minimal_spec_gets_the_documented_defaults(tmp_path):
     assert spec.relax.fmax == 0.05 and spec.relax.max_steps == 500
     assert spec.hull.stability_threshold == 0.0
     assert spec.validation.enabled is False
-    assert spec.store_config().type == "monty"
+    assert spec.store_config().type == "sqlite"
     assert spec.execution.kind == "local"
 
 

@@ -8,9 +8,9 @@ import pytest
 from jobflow import Flow, run_locally
 from monty.json import MontyDecoder
 
-from matris_flows.testing import jobs as tj
 from matris_flows.execution.dask_manager import run_on_dask
 from matris_flows.stores import StoreConfig, make_job_store
+from matris_flows.testing import jobs as tj
 
 
 def static_flow():

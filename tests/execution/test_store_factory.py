@@ -18,7 +18,7 @@ from matris_flows.stores import (
 STORES = Path(__file__).parents[2] / "stores"
 
 
-def test_monty_job_store_persists_across_reconnect(tmp_path):
+def test_default_job_store_persists_across_reconnect(tmp_path):
     store = make_job_store(StoreConfig(), tmp_path)
     store.connect()
     store.update(
@@ -32,13 +32,13 @@ def test_monty_job_store_persists_across_reconnect(tmp_path):
     assert reopened.count() == 1
     assert reopened.get_output("u1", load=True) == {"trajectory": [1.0, 2.0]}
     assert reopened.additional_stores["data"].count() == 1
-    assert (tmp_path / "database").is_dir()
+    assert (tmp_path / "database" / "matris_flows.sqlite").is_file()
 
 
 @pytest.mark.parametrize("name", ["local.yaml", "mongodb.yaml", "mongodb_uri.yaml"])
 def test_example_configs_load(name):
     config = load_store_config(STORES / name)
-    assert config.concurrent_writers == (config.type != "monty")
+    assert config.concurrent_writers == (config.type in ("mongo", "mongo_uri"))
 
 
 def test_mongo_configs_build_without_a_server(monkeypatch, tmp_path):
@@ -118,7 +118,7 @@ def test_candidates_store_indexed_and_queryable(tmp_path):
     assert [d["candidate_id"] for d in store.query({"is_stable": True})] == ["c1"]
 
 
-def test_candidates_store_on_monty(tmp_path):
+def test_candidates_store_on_the_default_backend(tmp_path):
     store = make_candidates_store(StoreConfig(), tmp_path)
     store.update([{"candidate_id": "c1", "chemsys": "Li-O", "e_above_hull": 0.0}])
     store.close()

@@ -1,15 +1,16 @@
-"""Makers as jobflow jobs: combined sources, and streamed chunks with per-chunk fan-out."""
+"""Makers as jobflow jobs: combined sources, and parallel shards with per-chunk fan-out."""
 
 from jobflow import Flow, job, run_locally
 
 from matris_flows.generation.jobs import (
-    ChunkedGenerationMaker,
     FileSourceMaker,
     GenerationMaker,
     PrototypeMaker,
     RandomSearchMaker,
+    ShardedGenerationMaker,
+    split_evenly,
 )
-from matris_flows.generation.schemas import GenerationChunk, GenerationOutput
+from matris_flows.generation.schemas import GenerationOutput, GenerationPlan, GenerationShard
 
 
 @job
@@ -41,29 +42,47 @@ def test_generation_maker_combines_sources(tmp_path):
     assert out.report.rejected_counts["duplicate"] >= 6
 
 
-def test_chunked_generation_streams_and_matches_the_single_job(tmp_path):
+def test_sharded_generation_fans_out_flat_and_matches_the_single_job(tmp_path):
     sources = _sources(tmp_path)
     single = GenerationMaker(sources=sources).make()
-    responses = run_locally(single, ensure_success=True)
-    expected = GenerationOutput.model_validate(responses[single.uuid][1].output)
+    expected = GenerationOutput.model_validate(run_locally(single, ensure_success=True)[single.uuid][1].output)
 
-    chunked = ChunkedGenerationMaker(sources=sources, chunk_size=4)
-    flow = Flow([chunked.make(chunk_maker=count_chunk)])
-    responses = run_locally(flow, ensure_success=True)
+    sharded = ShardedGenerationMaker(sources=sources, chunk_size=4, parallelism=2)
+    plan_job = sharded.make(chunk_maker=count_chunk)
+    responses = run_locally(Flow([plan_job]), ensure_success=True)
+    plan = GenerationPlan.model_validate(responses[plan_job.uuid][1].output)
     outputs = [r[1].output for r in responses.values()]
-    chunks = sorted((GenerationChunk.model_validate(o) for o in outputs if isinstance(o, GenerationChunk)),
-                    key=lambda c: c.chunk_index)
+    shards = sorted((o for o in outputs if isinstance(o, GenerationShard)), key=lambda s: s.shard_index)
     downstream = [o for o in outputs if isinstance(o, dict) and "ids" in o]
 
-    ids = [i for c in chunks for i in c.candidate_ids]
-    assert ids == [c.candidate_id for c in expected.candidates]  # same candidates, same order
-    assert all(len(c.candidate_ids) <= 4 for c in chunks)
-    assert len(downstream) == sum(1 for c in chunks if c.candidate_ids)  # one downstream job per chunk
+    # every unit is in exactly one shard, and the shards run side by side (one job each)
+    assert plan.n_shards == len(shards) > 1 and sum(plan.n_units) == shards[-1].units[1]
+    assert [s.units[0] for s in shards] == [i * plan.units_per_shard for i in range(plan.n_shards)]
+    ids = [i for s in shards for c in s.chunks for i in c.candidate_ids]
+    assert len(ids) == len(set(ids)) and sum(s.n_candidates for s in shards) == len(ids)
+    assert all(len(c.candidate_ids) <= 4 for s in shards for c in s.chunks)
+    assert len(downstream) == sum(len(s.chunks) for s in shards)  # one downstream job per chunk
     assert sorted(i for d in downstream for i in d["ids"]) == sorted(ids)
-    assert chunks[-1].is_last and not any(c.is_last for c in chunks[:-1])
-    last = chunks[-1].report
-    assert last.n_accepted == expected.report.n_accepted
-    assert last.rejected_counts == expected.report.rejected_counts
+    # Within a shard duplicates are removed as in the single job; across shards they are
+    # left for the campaign-wide step after relaxation. So the shards keep every candidate
+    # the single job keeps, plus only structures the single job called duplicates.
+    kept = {c.candidate_id for c in expected.candidates}
+    assert kept <= set(ids)
+    extra = set(ids) - kept
+    duplicates = {r.candidate_id for r in expected.report.rejected if r.reason.value == "duplicate"}
+    assert extra <= duplicates
+    totals = {"n_proposed": 0, "n_input_errors": 0}
+    for shard in shards:
+        for key in totals:
+            totals[key] += getattr(shard.report, key)
+    assert totals == {"n_proposed": expected.report.n_proposed, "n_input_errors": expected.report.n_input_errors}
+
+
+def test_split_evenly_covers_everything_in_near_equal_parts():
+    assert split_evenly(0, 4) == []
+    assert split_evenly(10, 4) == [(0, 3), (3, 7), (7, 10)]
+    assert split_evenly(8, 4) == [(0, 4), (4, 8)]
+    assert split_evenly(3, 100) == [(0, 3)]
 
 
 def test_substitution_maker_takes_templates_from_an_upstream_job(nacl):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from matris_flows.core.ids import candidate_id
 from matris_flows.generation.dedup import DedupIndex, dedup_key
 from matris_flows.generation.filters import FilterSettings, check_structure
-from matris_flows.core.ids import candidate_id
 from matris_flows.generation.ids import build_candidate
 from matris_flows.generation.jobs import FileSourceMaker, PrototypeMaker
 from matris_flows.generation.pipeline import GenerationRun, generate_candidates

@@ -6,6 +6,7 @@ import pickle
 import pytest
 import torch
 
+from matris_flows.core.threads import pin_threads, thread_env, threads_per_process
 from matris_flows.potentials import matris_weights
 from matris_flows.potentials.loader import load_potential
 from matris_flows.potentials.matris_weights import (
@@ -15,7 +16,6 @@ from matris_flows.potentials.matris_weights import (
     resolve_matris_checkpoint,
 )
 from matris_flows.potentials.naming import EnergyConvention, PotentialKind, parse_potential
-from matris_flows.core.threads import pin_threads, thread_env, threads_per_process
 
 
 @pytest.mark.parametrize(

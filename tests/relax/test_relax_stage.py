@@ -54,8 +54,10 @@ def test_tiny_matris_relaxation_through_the_job(tiny_matris_checkpoint):
         assert len(document.potential.checkpoint_sha256) == 64
         assert document.potential.package_versions["matris"].startswith("1.")
         assert document.settings.optimizer == "FIRE" and document.settings.cell_filter == "FrechetCellFilter"
-    # The stored output round-trips through the store as the same documents.
-    stored = store.get_output(job.uuid)
+    # The stored output keeps the records in the data store and round-trips from there.
+    with store:
+        assert "blob_uuid" in store.query_one({"uuid": job.uuid})["output"]["documents"]
+    stored = store.get_output(job.uuid, load=True)
     assert stored["documents"][0]["candidate_id"] == "si-1"
 
 
@@ -152,9 +154,9 @@ def test_trajectories_go_to_the_data_store():
     run_locally(job, store=store, ensure_success=True)
     with store:
         doc = store.query_one({"uuid": job.uuid})
-        # The document keeps only a reference to the blob in the data store.
-        assert "blob_uuid" in doc["output"]["trajectories"]
-        assert data.count() == 1
+        # The document keeps only references to the blobs (records and frames) in the data store.
+        assert "blob_uuid" in doc["output"]["trajectories"] and "blob_uuid" in doc["output"]["documents"]
+        assert data.count() == 2
     output = store.get_output(job.uuid, load=True)
     frames = output["trajectories"][0]
     assert frames["candidate_id"] == "cu" and len(frames["energies"]) == output["documents"][0]["n_steps"] + 1

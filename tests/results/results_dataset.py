@@ -12,8 +12,8 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedEntry
 
 from matris_flows.potentials.naming import parse_potential
-from matris_flows.thermo.hull import HullIndex, energy_above_hull
 from matris_flows.relax.schemas import PotentialInfo, RelaxationDocument, RelaxSettings, RelaxStatus
+from matris_flows.thermo.hull import HullIndex, energy_above_hull
 from matris_flows.thermo.references import LocalFileReferences, shared_data_dir
 from matris_flows.thermo.schemas import CandidateDocument, ThermoStatus
 
@@ -92,7 +92,7 @@ def candidate_docs() -> list[dict]:
     pd = reference_phase_diagram()
     structures = _structures()
     docs = []
-    for cid, (mp_id, e_hull, campaign, validation) in SPEC.items():
+    for cid, (mp_id, e_hull, _campaign, validation) in SPEC.items():
         structure = structures[mp_id]
         comp = structure.composition
         if e_hull is None:
@@ -102,7 +102,7 @@ def candidate_docs() -> list[dict]:
                 chemsys=comp.chemical_system,
                 thermo_status=ThermoStatus.RELAX_FAILED,
                 thermo_failure_reason="relaxation failed",
-                relaxation=_relaxation(cid, structure, None),
+                relaxation=_relaxation(cid, structure, None).summary(),
             )
         else:
             hull_e = pd.get_hull_energy_per_atom(comp)
@@ -120,7 +120,7 @@ def candidate_docs() -> list[dict]:
                 is_stable=e_hull <= 0.0,
                 thermo_status=ThermoStatus.OK,
                 validation=_validation(cid, validation) if validation else None,
-                relaxation=_relaxation(cid, structure, corrected + 0.1),
+                relaxation=_relaxation(cid, structure, corrected + 0.1).summary(),
             )
         docs.append(doc)
     nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
@@ -133,7 +133,7 @@ def candidate_docs() -> list[dict]:
             energy_per_atom=-3.4,
             thermo_status=ThermoStatus.NO_REFERENCE,
             thermo_failure_reason="No reference data for chemical system Cl-Na.",
-            relaxation=_relaxation(NACL_ID, nacl, -3.4),
+            relaxation=_relaxation(NACL_ID, nacl, -3.4).summary(),
         )
     )
     _set_campaign_hull(docs)

@@ -43,10 +43,10 @@ def test_csv_round_trip(docs):
 
 
 def test_csv_custom_columns(docs):
-    text = format_candidates(docs[:1], "csv", columns=["candidate_id", "relaxation.nsites", "validation"])
+    text = format_candidates(docs[:1], "csv", columns=["candidate_id", "relaxation.n_steps", "validation"])
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0] == ["candidate_id", "relaxation.nsites", "validation"]
-    assert rows[1][:2] == ["c01", "4"] and json.loads(rows[1][2])["status"] == "confirmed_stable"
+    assert rows[0] == ["candidate_id", "relaxation.n_steps", "validation"]
+    assert rows[1][:2] == ["c01", "0"] and json.loads(rows[1][2])["status"] == "confirmed_stable"
 
 
 def test_json_round_trip_from_store(candidates_store, docs):

@@ -60,8 +60,9 @@ def test_chgnet_e_above_hull_mae_vs_mp_dft(lfpo_raw, lfpo_path):
     structures = [rattled(e.structure, seed) for seed, e in enumerate(entries)]
     relax = RelaxMaker(potential="chgnet", device="cpu", settings=SETTINGS).make(structures, [e.entry_id for e in entries])
     hull = HullMaker(references=LocalFileReferences([lfpo_path], snapshot_date="2024-11-21")).make(relax.output)
-    responses = run_locally(Flow([relax, hull]), store=JobStore(MemoryStore()), ensure_success=True)
-    docs = responses[hull.uuid][1].output
+    store = JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
+    responses = run_locally(Flow([relax, hull]), store=store, ensure_success=True)
+    docs = responses[hull.uuid][1].output.documents
 
     assert all(d.thermo_status is ThermoStatus.OK and d.hull_kind is HullKind.MP for d in docs)
     assert all(d.energy_correction_per_atom == 0.0 for d in docs)  # CHGNet: MP2020 already inside
@@ -71,7 +72,8 @@ def test_chgnet_e_above_hull_mae_vs_mp_dft(lfpo_raw, lfpo_path):
     mae = float(errors.mean())
     print(f"\nCHGNet e_above_hull vs MP DFT on {len(docs)} rattled Li-Fe-P-O compounds (<= {MAX_ATOMS} atoms):")
     for doc, raw, err in zip(docs, chosen, errors, strict=True):
-        print(f"  {doc.candidate_id:>18} {doc.formula:>12} DFT {raw['e_above_hull']:7.3f}  CHGNet {doc.e_above_hull:7.3f}  |err| {err:.3f}  {doc.relaxation.status.value}")
+        status, dft_e = doc.relaxation.status.value, raw["e_above_hull"]
+        print(f"  {doc.candidate_id:>18} {doc.formula:>12} DFT {dft_e:7.3f}  CHGNet {doc.e_above_hull:7.3f}  |err| {err:.3f}  {status}")
     print(f"CHGNet e_above_hull MAE: {mae:.4f} eV/atom (Matbench Discovery: 0.063)")
     assert mae < 0.1
 

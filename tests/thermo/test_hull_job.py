@@ -45,8 +45,10 @@ def test_dft_energies_as_candidates_land_on_mp_values(sample, refs, potential):
     docs = mp_entries_as_relaxations(sample, potential)
     job = HullMaker(references=refs).make([RelaxBatchOutput(documents=docs[:10]), docs[10:]])
     responses = run_locally(job, store=JobStore(MemoryStore()), ensure_success=True)
-    out = responses[job.uuid][1].output
-    assert [d.candidate_id for d in out] == [d.candidate_id for d in docs]
+    result = responses[job.uuid][1].output
+    assert not result.published  # no candidates store: the documents stay in the output
+    out = result.documents
+    assert [d.candidate_id for d in out] == [d.candidate_id for d in docs] == result.candidate_ids
     assert all(isinstance(d, CandidateDocument) and d.thermo_status is ThermoStatus.OK for d in out)
     errors = [abs(d.e_above_hull - stored) for d, (_, stored) in zip(out, sample, strict=True)]
     # Structure-based oxide-type detection can differ from MP's label on odd oxygen networks.
@@ -64,7 +66,8 @@ def test_dft_energies_as_candidates_land_on_mp_values(sample, refs, potential):
 
 
 def test_fe_oxide_with_corrected_energy_labelled_chgnet_is_not_corrected_twice(refs, lfpo_raw):
-    feo = min((decode(r) for r in lfpo_raw if r["composition"] in ({"Fe": 1.0, "O": 1.0}, {"Fe": 2.0, "O": 2.0})), key=lambda e: e.energy_per_atom)
+    fe_oxides = (decode(r) for r in lfpo_raw if r["composition"] in ({"Fe": 1.0, "O": 1.0}, {"Fe": 2.0, "O": 2.0}))
+    feo = min(fe_oxides, key=lambda e: e.energy_per_atom)
     right = assess_candidates([relaxation_doc("feo", feo.structure, feo.energy, "chgnet")], refs)[0]
     wrong = assess_candidates([relaxation_doc("feo", feo.structure, feo.energy, "matris_10m_mp")], refs)[0]
     stored = next(r["e_above_hull"] for r in lfpo_raw if r["entry_id"] == feo.entry_id)
@@ -128,7 +131,7 @@ def test_not_mp_compatible_potential_gets_a_campaign_internal_hull(sample, refs)
     n = len(li2o)
     candidate = relaxation_doc("li2o", li2o, -4.8 * n, "matris_10m_omat")
     job = HullMaker(references=refs, relax_elemental_references=False).make([candidate], elemental_references=elements)
-    out = run_locally(job, store=JobStore(MemoryStore()), ensure_success=True)[job.uuid][1].output[0]
+    out = run_locally(job, store=JobStore(MemoryStore()), ensure_success=True)[job.uuid][1].output.documents[0]
     assert out.hull_kind is HullKind.CAMPAIGN_INTERNAL and out.reference.provider == "campaign_internal"
     assert "campaign-internal" in out.reference.note and "matris_10m_omat" in out.reference.source
     assert out.energy_correction_per_atom == 0.0
@@ -161,3 +164,20 @@ def test_relaxation_outputs_are_read_in_every_shape_jobflow_hands_over(sample):
     flat = flatten_relaxations([batch, [docs[2]], as_stored, jsanitize(docs[2], strict=True, enum_values=True)])
     assert [d.candidate_id for d in flat] == [d.candidate_id for d in [*docs, *docs[:2], docs[2]]]
     assert flat[3].structure == docs[0].structure
+
+
+def test_hull_job_publishes_its_documents_to_the_candidates_store(sample, refs):
+    """With a candidates store the documents go there (one per candidate, small) and not into the output."""
+    docs = mp_entries_as_relaxations(sample, "chgnet")
+    candidates = MemoryStore(key="candidate_id")
+    store = JobStore(MemoryStore(), additional_stores={"candidates": candidates})
+    job = HullMaker(references=refs, campaign="lfpo", campaign_hull=False).make(docs, relax_job="relax-uuid")
+    result = run_locally(job, store=store, ensure_success=True)[job.uuid][1].output
+    assert result.published and result.documents is None and result.n_ok == len(docs)
+    with store:
+        stored = {d["candidate_id"]: d for d in candidates.query({"campaign": "lfpo"})}
+        assert stored.keys() == {d.candidate_id for d in docs}
+        for doc in stored.values():
+            assert doc["relaxation"]["relax_job"] == "relax-uuid" and "forces" not in doc["relaxation"]
+            assert doc["e_above_hull_campaign"] is None  # left to the campaign-wide step
+            assert isinstance(doc["spacegroup"], int) and doc["elements"] == sorted(doc["chemsys"].split("-"))

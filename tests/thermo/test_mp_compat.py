@@ -1,13 +1,12 @@
 """MP2020 parameters (run type, Hubbard U, POTCARs) and the per-potential energy convention."""
 
 import pytest
+from hull_helpers import decode
 from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from matris_flows.potentials.naming import EnergyConvention
 from matris_flows.thermo.mp_compat import build_computed_entry, correct_entry, mp_hubbard_u, mp_run_parameters
-
-from hull_helpers import decode
 
 
 def rocksalt(a: str, b: str, lattice: float = 4.3) -> Structure:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from validation_helpers import make_candidate
 from pymatgen.core import Lattice, Structure
+from validation_helpers import make_candidate
 
 from matris_flows.validation.selection import SelectionSettings, select_for_validation
 
