@@ -69,6 +69,7 @@ def run_one(n: int, directory: Path, workers: int, chunk_size: int, max_steps: i
         run_on_dask(maker.make(), store, client, keep_responses=False,
                     progress=lambda e: failed.append(e.name) if e.status == "failed" else None)
         wall = time.perf_counter() - start
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the read-back below
     if failed:
         raise RuntimeError(f"{len(failed)} jobs failed, e.g. {failed[:3]}")
 
@@ -98,7 +99,7 @@ def run_one(n: int, directory: Path, workers: int, chunk_size: int, max_steps: i
     return {
         "size": n,
         "overhead_ms_per_candidate": (wall - model_s / workers) / n * 1000,
-        "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "driver_peak_rss_mb": peak_rss_mb,
         "max_doc_kb": largest / 1024,
         "store_bytes_per_candidate": _folder_bytes(directory) / n,
         "query_ms": statistics.median(times) * 1000,

@@ -2,53 +2,91 @@
 
 import argparse
 import json
+import logging
 import sys
 import time
-from collections import Counter
-from pathlib import Path
-
-_STAGES = (("generate", "generation"), ("relax", "relaxation"), ("hull", "hull"), ("validation", "validation"), ("DFT", "validation"))
+from typing import TextIO
 
 
 class Progress:
-    """Per-stage counts and rates of finished jobs, one line per change, on stderr."""
+    """Structures screened (relaxed and on the hull), with rate and ETA, on stderr.
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
+    The total grows as generation shards finish (each reports its candidates); a chunk's
+    hull job adds its candidates when it finishes. On a terminal this is a tqdm bar; when
+    stderr is not a terminal (a log file, a batch job) a plain line is printed every ~10 %
+    or every 30 s instead. Failed jobs are reported at once, as one ``error:`` line each.
+    """
+
+    def __init__(self, stream: TextIO | None = None, interactive: bool | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.interactive = self.stream.isatty() if interactive is None else interactive
         self.start = time.perf_counter()
-        self.done: Counter = Counter()
-        self.failed: Counter = Counter()
-        self.running: Counter = Counter()
+        self.total = 0
+        self.done = 0
+        self.failed_jobs = 0
+        self._bar = None
+        self._last_line = (0.0, -1.0)  # (time, fraction) of the last plain line
 
-    @staticmethod
-    def stage(name: str) -> str | None:
-        for key, stage in _STAGES:
-            if key in name:
-                return stage
-        return None  # jobflow's own bookkeeping jobs (store_inputs)
+    def begin(self, generated: int, screened: int) -> None:
+        """Counts from earlier runs of a resumed campaign."""
+        self.total, self.done = generated, screened
+        self._show()
 
     def __call__(self, event) -> None:
-        stage = self.stage(event.name)
-        if stage is None:
-            return
-        if event.status == "submitted":
-            self.running[stage] += 1
-            return
-        self.running[stage] = max(0, self.running[stage] - 1)
-        if event.status in ("completed", "resumed", "skipped"):
-            self.done[stage] += 1
-        elif event.status == "failed":
-            self.failed[stage] += 1
+        name = event.name
+        if event.status == "failed":
+            self.failed_jobs += 1
+            self._write(f"error: job failed: {name}: {event.error or 'unknown error'}")
+        elif event.status == "completed" and event.n_items is not None:
+            if "generate" in name:
+                self.total += event.n_items
+            elif "hull" in name and "campaign hull" not in name:
+                self.done += event.n_items
+            else:
+                return
+            self._show()
+
+    def close(self) -> None:
+        """Finish the bar (or print a last plain line)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif not self.interactive and self.total:
+            self._line()
+
+    def _write(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
         else:
+            print(text, file=self.stream, flush=True)
+
+    def _show(self) -> None:
+        if self.interactive:
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=self.total, initial=self.done, unit="structure", desc="screened", file=self.stream)
+            self._bar.total = max(self.total, self.done)
+            self._bar.n = self.done
+            self._bar.refresh()
             return
-        minutes = max(time.perf_counter() - self.start, 1e-9) / 60
-        rate = self.done[stage] / minutes
+        now, fraction = time.perf_counter(), self.done / max(self.total, 1)
+        last_time, last_fraction = self._last_line
+        if self.total and (fraction - last_fraction >= 0.1 or now - last_time >= 30 or self.done >= self.total):
+            self._line()
+
+    def _line(self) -> None:
+        elapsed = time.perf_counter() - self.start
+        rate = self.done / elapsed * 60 if elapsed > 0 else 0.0
+        left = max(self.total - self.done, 0)
+        eta = f"{left / rate:.1f} min" if rate > 0 else "-"
+        fraction = self.done / max(self.total, 1)
         print(
-            f"[{stage:<10}] {self.done[stage]:>5} jobs done  {self.running[stage]:>3} running  "
-            f"{self.failed[stage]:>3} failed  {rate:7.1f} jobs/min  ({event.status}: {event.name})",
+            f"screened {self.done}/{self.total} structures ({100 * fraction:.0f} %)  {rate:.1f}/min  ETA {eta}",
             file=self.stream,
             flush=True,
         )
+        self._last_line = (time.perf_counter(), fraction)
 
 
 def _summary_table(summary) -> str:
@@ -67,11 +105,16 @@ def _summary_table(summary) -> str:
     width = max(len(label) for label, _ in rows)
     lines = [f"campaign {summary.name}  ({summary.directory})"]
     lines += [f"  {label:<{width}}  {value:>10}" for label, value in rows]
+    if summary.failures:
+        lines.append("failed jobs (their dependants were skipped; fix the cause, then `matris-flows resume`):")
+        lines += [f"  {failure.name}: {failure.error}" for failure in summary.failures]
+    if summary.log_file:
+        lines.append(f"log: {summary.log_file}")
     return "\n".join(lines)
 
 
 def _query_from_args(args):
-    from matris_flows.results import CandidateQuery
+    from matris_flows.results.query import CandidateQuery
 
     return CandidateQuery(
         chemsys=args.chemsys,
@@ -128,19 +171,66 @@ def build_parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="convex hull of a chemical system with the candidates")
     plot.add_argument("campaign", help="campaign directory")
     plot.add_argument("--chemsys", required=True, help="e.g. Fe-Li-O")
-    plot.add_argument("--out", required=True, help="output file (.png or .svg)")
+    plot.add_argument("--out", help="picture file (.png, .svg or .pdf)")
+    plot.add_argument("--html", help="interactive plotly page (self-contained .html)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``matris-flows`` console script."""
-    args = build_parser().parse_args(argv)
-    from matris_flows.campaign.spec import SpecError
+MONGO_TIMEOUT_MS = 3000
+"""How long the CLI waits for a MongoDB server before saying it is unreachable."""
 
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message as one line (spec errors list one bad key per line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
+
+
+def _user_error(exc: BaseException) -> str | None:
+    """The one-line message of an error the user can fix, or None for a bug (which keeps its traceback)."""
+    from matris_flows.campaign.runner import CampaignLockedError
+    from matris_flows.campaign.spec import SpecError
+    from matris_flows.stores import StoreConfigError
+
+    if isinstance(exc, SpecError | StoreConfigError | CampaignLockedError | FileNotFoundError):
+        return _one_line(exc)
+    if type(exc).__module__.startswith("pymongo"):
+        # ServerSelectionTimeoutError's message ends in a long topology description
+        reason = _one_line(exc).split(", Timeout:")[0].split(" (configured timeouts")[0]
+        return f"cannot use the MongoDB store: {reason}"
+    return None
+
+
+def _setup_console() -> None:
+    """Warnings and errors on stderr, no library noise; the campaign log gets INFO (see runner)."""
+    from matris_flows.core.quiet import silence_library_warnings
+    from matris_flows.stores import set_mongo_client_options
+
+    silence_library_warnings()
+    set_mongo_client_options(serverSelectionTimeoutMS=MONGO_TIMEOUT_MS)
+    root = logging.getLogger()
+    if not root.handlers:
+        console = logging.StreamHandler(sys.stderr)
+        console.setLevel(logging.WARNING)
+        console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        root.addHandler(console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``matris-flows`` console script.
+
+    Exit codes: 0 success, 1 a campaign ran but some jobs failed, 2 a user error (one
+    ``error: ...`` line on stderr, no traceback).
+    """
+    args = build_parser().parse_args(argv)
+    _setup_console()
     try:
         return _run(args)
-    except (SpecError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        message = _user_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 
@@ -149,12 +239,15 @@ def _run(args) -> int:
         from matris_flows.campaign.runner import resume_campaign, run_campaign
 
         progress = Progress()
-        if args.command == "screen":
-            summary = run_campaign(
-                args.spec, args.dir, manager="local" if args.local else "dask", resume=not args.fresh, progress=progress
-            )
-        else:
-            summary = resume_campaign(args.campaign, progress=progress)
+        try:
+            if args.command == "screen":
+                summary = run_campaign(
+                    args.spec, args.dir, manager="local" if args.local else "dask", resume=not args.fresh, progress=progress
+                )
+            else:
+                summary = resume_campaign(args.campaign, progress=progress)
+        finally:
+            progress.close()
         print(_summary_table(summary))
         return 0 if not summary.jobs_failed else 1
     if args.command == "status":
@@ -163,21 +256,31 @@ def _run(args) -> int:
         print(json.dumps(campaign_status(args.campaign), indent=2))
         return 0
     if args.command == "query":
-        from matris_flows.campaign.inspect import query_campaign
-        from matris_flows.results import format_candidates
+        from matris_flows.campaign.reading import find_candidates
+        from matris_flows.results.formatting import format_candidates
 
-        print(format_candidates(query_campaign(args.campaign, _query_from_args(args)), args.format))
+        print(format_candidates(find_candidates(args.campaign, _query_from_args(args)), args.format))
         return 0
     if args.command == "export":
-        from matris_flows.campaign.inspect import export_campaign
+        from matris_flows.campaign.reading import export_candidates
 
-        paths = export_campaign(args.campaign, args.out, args.format, _query_from_args(args))
+        paths = export_candidates(args.campaign, args.out, args.format, _query_from_args(args))
         print(f"wrote {len(paths)} structures to {args.out}")
         return 0
     if args.command == "plot":
         from matris_flows.campaign.inspect import plot_campaign
 
-        print(f"wrote {plot_campaign(args.campaign, args.chemsys, Path(args.out))}")
+        if args.out is None and args.html is None:
+            print("error: plot needs --out, --html or both", file=sys.stderr)
+            return 2
+        try:
+            plot_campaign(args.campaign, args.chemsys, args.out, html=args.html)
+        except ValueError as exc:  # bad chemical system or output: one line, no traceback
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for written in (args.out, args.html):
+            if written is not None:
+                print(f"wrote {written}")
         return 0
     raise AssertionError(args.command)
 

@@ -25,14 +25,16 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from jobflow import JobStore
 from maggma.core import Store
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from matris_flows.core.publishing import CANDIDATES_STORE_NAME
+from matris_flows.core.publishing import CANDIDATES_STORE_NAME, REFERENCES_STORE_NAME
+
+if TYPE_CHECKING:
+    from jobflow import JobStore
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,9 @@ class StoreConfig(BaseModel):
     )
     candidates_collection: str = Field(
         "candidates", description="One document per candidate, for queries."
+    )
+    references_collection: str = Field(
+        "references", description="One document per reference phase of the campaign's hulls (plots, reports)."
     )
     data_store: Literal["collection", "gridfs", "s3"] = Field(
         "collection",
@@ -207,10 +212,24 @@ def _memory(config: StoreConfig, campaign_dir, collection: str) -> Store:
     return MemoryStore(collection_name=f"{config.database}.{collection}")
 
 
+MONGO_CLIENT_OPTIONS: dict[str, Any] = {}
+"""Extra ``MongoClient`` options of every MongoDB store built in this process.
+
+The CLI sets ``serverSelectionTimeoutMS`` here, so that an unreachable server is
+reported after seconds instead of pymongo's default 30 s (see :func:`set_mongo_client_options`).
+"""
+
+
+def set_mongo_client_options(**options: Any) -> None:
+    """Add ``MongoClient`` options (e.g. ``serverSelectionTimeoutMS=3000``) to stores built from now on."""
+    MONGO_CLIENT_OPTIONS.update(options)
+
+
 def _mongo_kwargs(config: StoreConfig) -> dict[str, Any]:
+    client_options = {"mongoclient_kwargs": dict(MONGO_CLIENT_OPTIONS)} if MONGO_CLIENT_OPTIONS else {}
     if config.type == "mongo_uri":
-        return {"uri": _env(config.uri_env, "uri_env")}
-    kwargs: dict[str, Any] = {"host": config.host, "port": config.port}
+        return {"uri": _env(config.uri_env, "uri_env"), **client_options}
+    kwargs: dict[str, Any] = {"host": config.host, "port": config.port, **client_options}
     username = _env(config.username_env, "username_env")
     password = _env(config.password_env, "password_env")
     if username is not None:
@@ -292,12 +311,17 @@ def make_job_store(
 
     Additional stores: ``data`` for large outputs (jobs declare e.g.
     ``@job(data="trajectory")``), ``journal`` for the Dask manager's resume records and
-    ``candidates``, the queryable collection hull jobs publish candidate documents to.
+    ``candidates``, the queryable collection hull jobs publish candidate documents to, and
+    ``references``, the reference phases of the campaign's hulls.
     """
+    from jobflow import JobStore  # here: the CLI's read-only commands never import jobflow
+
     config = config or StoreConfig()
     logger.debug(f"job store: {describe_store(config, campaign_dir)}")
     candidates = make_collection_store(config, campaign_dir, config.candidates_collection)
     candidates.key = "candidate_id"
+    references = make_collection_store(config, campaign_dir, config.references_collection)
+    references.key = "reference_id"
     return JobStore(
         make_collection_store(config, campaign_dir, config.docs_collection),
         additional_stores={
@@ -306,6 +330,7 @@ def make_job_store(
                 config, campaign_dir, config.journal_collection
             ),
             CANDIDATES_STORE_NAME: candidates,
+            REFERENCES_STORE_NAME: references,
         },
     )
 

@@ -197,7 +197,12 @@ def _sources(spec: CampaignSpec) -> list[CandidateSourceMaker]:
 
 
 def resolve_data_path(path: str) -> str:
-    """``shared:<file>`` names a file in the shared reference data folder."""
+    """``package:<file>`` names a data file shipped in ``matris_flows/data``; ``shared:<file>`` one in
+    the project's shared reference data folder (development machines only)."""
+    if path.startswith("package:"):
+        from importlib.resources import files
+
+        return str(files("matris_flows").joinpath("data", path.removeprefix("package:")))
     if path.startswith("shared:"):
         return str(shared_data_dir() / path.removeprefix("shared:"))
     return path

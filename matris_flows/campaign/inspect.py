@@ -8,15 +8,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from maggma.core import Store
-from pymatgen.core import Composition
-from pymatgen.entries.computed_entries import ComputedEntry
 
-from matris_flows.campaign.flow import _references
 from matris_flows.campaign.runner import SPEC_FILE
 from matris_flows.campaign.spec import load_spec
-from matris_flows.core.chemsys import chemsys_of
-from matris_flows.results import CandidateQuery, export_structures, plot_hull, query_candidates
-from matris_flows.stores import make_candidates_store
+from matris_flows.results import CandidateQuery, export_structures, plot_hull, plot_hull_html, query_candidates
+from matris_flows.results.plot import plot_elements, subsystem_chemsys
+from matris_flows.stores import make_candidates_store, make_collection_store
 
 
 @contextmanager
@@ -25,6 +22,21 @@ def candidates_store(directory: str | Path) -> Iterator[Store]:
     directory = Path(directory)
     spec = load_spec(directory / SPEC_FILE)
     store = make_candidates_store(spec.store_config(directory), directory)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def references_store(directory: str | Path) -> Iterator[Store]:
+    """The campaign's ``references`` collection (one document per reference phase), connected, closed afterwards."""
+    directory = Path(directory)
+    spec = load_spec(directory / SPEC_FILE)
+    config = spec.store_config(directory)
+    store = make_collection_store(config, directory, config.references_collection)
+    store.key = "reference_id"
+    store.connect()
     try:
         yield store
     finally:
@@ -44,22 +56,45 @@ def export_campaign(
     return export_structures(query_campaign(directory, query), out_dir, fmt)
 
 
-def plot_campaign(directory: str | Path, chemsys: str, path: str | Path) -> Path:
-    """Convex hull of ``chemsys`` with the campaign's candidates on it.
+def plot_campaign(
+    directory: str | Path, chemsys: str, path: str | Path | None = None, *, html: str | Path | None = None
+) -> Path:
+    """Hull picture of ``chemsys`` with the campaign's candidates on it, read from the campaign store only.
 
-    MP-scale campaigns are drawn on their reference entries. Campaign-internal hulls
-    (potentials whose energies are not MP-compatible) are drawn in formation-energy
-    space, elements at zero, which is the same hull without needing the reference
-    relaxations again.
+    Reference phases come from the ``references`` collection the hull step fills, candidates
+    from ``candidates``; only this campaign's documents within ``chemsys`` are drawn.
+
+    Args:
+        directory: Campaign directory (``spec.yaml`` and its store).
+        chemsys: 2 to 4 elements, any order, e.g. ``"Fe-Li-O"``.
+        path: Static picture (.png, .svg or .pdf).
+        html: Interactive plotly page (self-contained HTML).
+
+    Returns:
+        ``path`` when given, else ``html``.
+
+    Raises:
+        ValueError: one-line message for a bad chemical system or output, or when the store
+            holds no reference phases for ``chemsys``.
     """
+    if path is None and html is None:
+        raise ValueError("give a picture path, an html path or both")
+    elements = plot_elements(chemsys)
     directory = Path(directory)
-    spec = load_spec(directory / SPEC_FILE)
-    elements = set(chemsys.split("-"))
-    chemsys = chemsys_of(elements)
-    docs = [d for d in query_campaign(directory) if d.get("chemsys") and set(d["chemsys"].split("-")) <= elements]
-    if docs and all(d.get("hull_kind") == "campaign_internal" for d in docs):
-        docs = [{**d, "corrected_energy_per_atom": d.get("formation_energy_per_atom")} for d in docs]
-        entries = [ComputedEntry(Composition(element), 0.0, entry_id=f"{element} (reference)") for element in sorted(elements)]
-    else:
-        entries = _references(spec, directory).get_entries(chemsys)
-    return plot_hull(chemsys, docs, entries, path)
+    campaign = load_spec(directory / SPEC_FILE).name
+    criteria = {"campaign": campaign, "chemsys": {"$in": subsystem_chemsys(elements)}}
+    with references_store(directory) as store:
+        references = [d for d in store.query(criteria=criteria) if d.get("formation_energy_per_atom") is not None]
+    if not references:
+        raise ValueError(
+            f"the store of campaign {campaign} holds no reference phases within {'-'.join(elements)} "
+            "(no candidates there, or a campaign from before references were recorded: resume it)"
+        )
+    with candidates_store(directory) as store:
+        candidates = list(store.query(criteria={**criteria, "thermo_status": "ok"}))
+    written = []
+    if path is not None:
+        written.append(plot_hull(chemsys, candidates, references, path))
+    if html is not None:
+        written.append(plot_hull_html(chemsys, candidates, references, html))
+    return written[0]

@@ -6,7 +6,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from matris_flows.execution.clusters import ExecutionProfile
+from matris_flows.execution.profile import ExecutionProfile
 from matris_flows.generation.filters import FilterSettings
 from matris_flows.generation.pipeline import DedupSettings
 from matris_flows.potentials.naming import DEFAULT_POTENTIAL, parse_potential
@@ -156,8 +156,31 @@ def _describe(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_spec(path: str | Path) -> CampaignSpec:
-    """Read and validate a YAML campaign spec; errors name the file and each bad key."""
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
+
+
+def check_spec_files(spec: CampaignSpec, source: str | Path = "the campaign spec") -> None:
+    """Raise :class:`SpecError` when a file the run needs at once is missing.
+
+    A ``potential.name`` that looks like a path (contains '/' or ends with .pth, .pt,
+    .tar or .ckpt) must be an existing checkpoint: otherwise every relaxation would fail
+    with the same error long after the campaign started. Reference and template files
+    are not checked here: a missing one fails only its jobs, and ``resume`` reruns them.
+    """
+    name = spec.potential.name
+    if "/" in name or name.lower().endswith(_CHECKPOINT_SUFFIXES):
+        if not Path(name).expanduser().is_file():
+            raise SpecError(
+                f"campaign spec {str(source)!r}: potential.name {name!r} looks like a checkpoint file, but there is no such file"
+            )
+
+
+def load_spec(path: str | Path, *, check_files: bool = False) -> CampaignSpec:
+    """Read and validate a YAML campaign spec; errors name the file and each bad key.
+
+    With ``check_files`` (a run is about to start) the files the run needs at once must
+    exist (:func:`check_spec_files`); reading a finished campaign never needs them.
+    """
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -168,6 +191,9 @@ def load_spec(path: str | Path) -> CampaignSpec:
     if not isinstance(raw, dict):
         raise SpecError(f"campaign spec {str(path)!r} must be a mapping of keys to settings")
     try:
-        return CampaignSpec.model_validate(raw)
+        spec = CampaignSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(f"campaign spec {str(path)!r} is invalid:\n{_describe(exc)}") from None
+    if check_files:
+        check_spec_files(spec, path)
+    return spec

@@ -8,19 +8,25 @@ store), or lets it write directly to a store that takes concurrent writers (Mong
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jobflow import JobConfig
+if TYPE_CHECKING:  # jobflow is imported where jobs are built: the store factory must not need it
+    from jobflow import JobConfig
 
 CANDIDATES_STORE_NAME = "candidates"
 """JobStore additional store holding one document per candidate (the ``candidates`` collection)."""
+
+REFERENCES_STORE_NAME = "references"
+"""JobStore additional store holding one document per reference phase the campaign's hulls used."""
 
 WRITE_ONLY_STORE = {"store_access": "write"}
 """``JobConfig.manager_config`` entry of jobs that write to, but never read, the store."""
 
 
-def write_only_config(**kwargs: Any) -> JobConfig:
+def write_only_config(**kwargs: Any) -> "JobConfig":
     """A JobConfig for a job that publishes to an additional store and reads nothing from it."""
+    from jobflow import JobConfig
+
     return JobConfig(expose_store=True, manager_config=dict(WRITE_ONLY_STORE), **kwargs)
 
 

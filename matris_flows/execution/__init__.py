@@ -1,7 +1,21 @@
 """Run jobflow flows on Dask: clusters (local, scheduler address, SLURM, PBS) and a
 manager with ``run_locally``'s semantics that resumes crashed campaigns."""
 
-from matris_flows.execution.clusters import ExecutionProfile, open_client
-from matris_flows.execution.dask_manager import JobEvent, run_on_dask
+# Imported lazily (PEP 562): ``ExecutionProfile`` is part of every campaign spec, and
+# reading a spec must not import Dask, jobflow or torch.
+_EXPORTS = {
+    "ExecutionProfile": "profile",
+    "open_client": "clusters",
+    "JobEvent": "dask_manager",
+    "run_on_dask": "dask_manager",
+}
 
 __all__ = ["ExecutionProfile", "JobEvent", "open_client", "run_on_dask"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)

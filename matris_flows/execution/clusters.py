@@ -13,18 +13,15 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 import dask
 from distributed import Client, WorkerPlugin
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from matris_flows.core.threads import (
-    available_cores,
-    pin_threads,
-    thread_env,
-    threads_per_process,
-)
+from matris_flows.core.threads import pin_threads, thread_env
+from matris_flows.execution.profile import ExecutionProfile, _visible_gpus
+
+__all__ = ["AssignGPUPlugin", "ExecutionProfile", "PinThreadsPlugin", "QuietPlugin", "jobqueue_kwargs", "make_cluster", "open_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +39,21 @@ class PinThreadsPlugin(WorkerPlugin):
             pin_threads(self.n_threads)
         except ImportError:  # torch-free worker: the environment variables suffice
             os.environ.update(thread_env(self.n_threads))
+
+
+class QuietPlugin(WorkerPlugin):
+    """Install the known-noise warning filters and keep Warp's banner quiet in every worker.
+
+    A LocalCluster's workers write to the driver's terminal, so their library chatter would
+    land in the middle of the CLI's output.
+    """
+
+    idempotent = True
+
+    def setup(self, worker) -> None:
+        from matris_flows.core.quiet import silence_library_warnings
+
+        silence_library_warnings()
 
 
 class AssignGPUPlugin(WorkerPlugin):
@@ -74,107 +86,15 @@ class AssignGPUPlugin(WorkerPlugin):
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(mine)
 
 
-class ExecutionProfile(BaseModel):
-    """Where and with what resources the Dask workers run."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["local", "address", "slurm", "pbs"] = Field(
-        "local",
-        description="local: a LocalCluster on this machine; address: connect to a "
-        "running scheduler; slurm/pbs: workers submitted as batch jobs (dask-jobqueue).",
-    )
-    n_workers: int | None = Field(
-        None,
-        ge=1,
-        description="Worker processes (local; default: one per core, or one per GPU) "
-        "or batch jobs to start (slurm/pbs; default 1).",
-    )
-    threads_per_worker: int = Field(
-        1, ge=1, description="Tasks a worker runs at once; 1 keeps one model per task."
-    )
-    torch_threads: int | None = Field(
-        None,
-        ge=1,
-        description="BLAS/OpenMP/torch threads per worker; default cores // workers.",
-    )
-    memory: str | None = Field(
-        None, description="Memory per worker (local) or per batch job, e.g. '16GB'."
-    )
-    cores: int | None = Field(
-        None, ge=1, description="Cores per batch job (slurm/pbs; required there)."
-    )
-    processes: int = Field(1, ge=1, description="Worker processes per batch job.")
-    walltime: str | None = Field(None, description="Batch job walltime, e.g. '04:00:00'.")
-    gpus_per_worker: int = Field(0, ge=0, description="GPUs per worker process.")
-    queue: str | None = Field(None, description="Batch queue / SLURM partition.")
-    account: str | None = Field(None, description="Batch account / project to charge.")
-    job_extra_directives: list[str] = Field(
-        default_factory=list, description="Extra #SBATCH/#PBS directives, verbatim."
-    )
-    job_script_prologue: list[str] = Field(
-        default_factory=list,
-        description="Shell lines run before the worker starts (module load, venv).",
-    )
-    address: str | None = Field(
-        None, description="Scheduler address, e.g. 'tcp://host:8786' (kind=address)."
-    )
-    local_directory: str | None = Field(
-        None, description="Scratch directory of the workers."
-    )
-
-    @model_validator(mode="after")
-    def _check_kind(self) -> ExecutionProfile:
-        if self.kind == "address" and not self.address:
-            raise ValueError("an 'address' profile needs the scheduler address")
-        if self.kind in ("slurm", "pbs") and not (self.cores and self.memory):
-            raise ValueError(f"a '{self.kind}' profile needs cores and memory per job")
-        return self
-
-    def worker_threads(self) -> int | None:
-        """Native threads per worker process so that workers x threads <= cores."""
-        if self.torch_threads is not None:
-            return self.torch_threads
-        if self.kind == "local":
-            return threads_per_process(self.local_workers())
-        if self.kind in ("slurm", "pbs"):
-            return threads_per_process(self.processes, cores=self.cores)
-        return None  # unknown machines behind an existing scheduler
-
-    @property
-    def parallelism(self) -> int:
-        """Tasks the cluster runs at once, as far as the profile tells (chunks are sized on it)."""
-        if self.kind == "local":
-            workers = self.local_workers()
-        elif self.kind in ("slurm", "pbs"):
-            workers = (self.n_workers or 1) * self.processes
-        else:
-            workers = self.n_workers or 1
-        return max(1, workers * self.threads_per_worker)
-
-    def local_workers(self) -> int:
-        """Worker processes of a local cluster."""
-        if self.n_workers is not None:
-            return self.n_workers
-        if self.gpus_per_worker:
-            return max(1, _visible_gpus() // self.gpus_per_worker)
-        return available_cores()
-
-
-def _visible_gpus() -> int:
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except ImportError:
-        return 0
-
-
 # Worker background threads (the sampling profiler every 10 ms, system and memory monitors,
 # the event-loop tick) take the GIL from pure-Python relaxations (ASE optimizers, EMT): one
 # worker ran a fixed EMT workload in 4.57 s against 3.64 s in a plain process, and in 3.52 s
 # with these settings (benchmarks/workflow_overhead.py has the campaign-scale numbers).
 QUIET_WORKER_CONFIG = {
+    # Every comm keeps its last N messages for debugging (default 1000), task specs with
+    # their input documents included: ~1 MB per relaxation chunk, so the in-process scheduler
+    # of a campaign held 5 GB at 10^5 candidates. Keep none.
+    "distributed.admin.low-level-log-length": 0,
     "distributed.worker.profile.enabled": False,
     "distributed.admin.system-monitor.interval": "5s",
     "distributed.worker.memory.monitor-interval": "1s",
@@ -264,6 +184,8 @@ def make_cluster(profile: ExecutionProfile):
 @contextlib.contextmanager
 def open_client(profile: ExecutionProfile | None = None) -> Iterator[Client]:
     """A ``distributed.Client`` for ``profile`` (default: local), closed on exit."""
+    # the scheduler and client comms live in this process: no message log here either
+    dask.config.set({"distributed.admin.low-level-log-length": 0})
     profile = profile or ExecutionProfile()
     cluster = None
     if profile.kind == "address":
@@ -274,6 +196,7 @@ def open_client(profile: ExecutionProfile | None = None) -> Iterator[Client]:
             cluster.scale(jobs=profile.n_workers or 1)
         client = Client(cluster)
     try:
+        client.register_plugin(QuietPlugin())
         threads = profile.worker_threads()
         if threads is not None:
             client.register_plugin(PinThreadsPlugin(threads))

@@ -85,6 +85,33 @@ class JobEvent:
     index: int
     name: str
     status: str  # submitted | completed | failed | skipped | resumed | retrying
+    n_items: int | None = None  # completed: items the output holds (see count_items)
+    error: str | None = None  # failed: the first line of the exception, e.g. "ValueError: ..."
+
+
+def count_items(output: Any) -> int | None:
+    """How many items (candidates, structures) a job's output holds, where it says so cheaply.
+
+    ``n_candidates`` if the output has it (a generation shard), else the length of its
+    ``candidate_ids`` or ``documents`` list (a hull or relaxation chunk); None otherwise.
+    """
+    count = getattr(output, "n_candidates", None)
+    if isinstance(count, int):
+        return count
+    for name in ("candidate_ids", "documents"):
+        items = getattr(output, name, None)
+        if isinstance(items, list):
+            return len(items)
+    return None
+
+
+def exception_summary(message: str) -> str:
+    """The first line of the exception in a formatted traceback (the line after the last frame)."""
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    for position in range(len(lines) - 1, -1, -1):
+        if lines[position].startswith((" ", "\t")):
+            return lines[position + 1] if position + 1 < len(lines) else lines[position].strip()
+    return lines[0] if lines else "unknown error"
 
 
 @dataclass
@@ -356,7 +383,7 @@ class _JobRun:
     def handle_failure(self, message: str):
         logger.info(f"{self.job.name} failed with exception:\n{message}")
         self.runner.errored.add(self.job.uuid)
-        self.runner.emit(self.job, "failed")
+        self.runner.emit(self.job, "failed", error=exception_summary(message))
         if self.runner.raise_immediately:
             raise RuntimeError(f"{self.job.name} failed:\n{message}")
         self.finish(None, False)
@@ -367,7 +394,7 @@ class _JobRun:
             runner.responses[job.uuid][job.index] = response
         if journal:
             runner.write_journal(job, response)
-            runner.emit(job, "completed")
+            runner.emit(job, "completed", n_items=count_items(response.output))
 
         if response.stored_data is not None:
             logger.warning("Response.stored_data is not supported with the Dask manager.")
@@ -443,9 +470,9 @@ class _DaskRunner:
         self._additional_store_names = list(store.additional_stores)
 
     # -- bookkeeping --------------------------------------------------------------
-    def emit(self, job: Job, status: str):
+    def emit(self, job: Job, status: str, n_items: int | None = None, error: str | None = None):
         if self.progress is not None:
-            self.progress(JobEvent(job.uuid, job.index, job.name, status))
+            self.progress(JobEvent(job.uuid, job.index, job.name, status, n_items=n_items, error=error))
 
     def schedule(self, action: Callable[[], None]):
         # a queue rather than direct calls keeps long chains of skipped/resumed

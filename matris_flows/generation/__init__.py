@@ -7,22 +7,32 @@ of any size as parallel shards, each adding one downstream job per chunk of cand
 Documents are in :mod:`.schemas`.
 """
 
-from matris_flows.generation.jobs import (
-    FileSourceMaker,
-    GenerationMaker,
-    PrototypeMaker,
-    RandomSearchMaker,
-    ShardedGenerationMaker,
-    SubstitutionMaker,
-)
-from matris_flows.generation.schemas import (
-    Candidate,
-    CandidateChunk,
-    GenerationOutput,
-    GenerationPlan,
-    GenerationReport,
-    GenerationShard,
-)
+# Imported lazily (PEP 562): the spec and the CLI's read-only commands import
+# ``generation.filters``/``generation.schemas`` and must not pay for the sources' heavy
+# dependencies (pymatgen analysis, sympy, pyxtal).
+_EXPORTS = {
+    "FileSourceMaker": "jobs",
+    "GenerationMaker": "jobs",
+    "PrototypeMaker": "jobs",
+    "RandomSearchMaker": "jobs",
+    "ShardedGenerationMaker": "jobs",
+    "SubstitutionMaker": "jobs",
+    "Candidate": "schemas",
+    "CandidateChunk": "schemas",
+    "GenerationOutput": "schemas",
+    "GenerationPlan": "schemas",
+    "GenerationReport": "schemas",
+    "GenerationShard": "schemas",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
 
 __all__ = [
     "Candidate",

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
 from matris_flows.core.symmetry import symmetry
@@ -68,6 +67,9 @@ class DedupIndex:
 
     def __post_init__(self) -> None:
         # scale=True: candidates are unrelaxed, so a volume difference does not make a new phase.
+        # imported here: scipy.optimize comes with it, and reading a spec must stay fast
+        from pymatgen.analysis.structure_matcher import StructureMatcher
+
         self._matcher = StructureMatcher(
             ltol=self.ltol, stol=self.stol, angle_tol=self.angle_tol, primitive_cell=True, scale=True,
             attempt_supercell=False,

@@ -14,6 +14,7 @@ from typing import Any
 from ase.calculators.calculator import Calculator
 from pymatgen.core.periodic_table import Element
 
+from matris_flows.core.quiet import captured_stdout, import_torch_sim
 from matris_flows.potentials.matris_weights import (
     file_sha256,
     load_matris_checkpoint,
@@ -81,6 +82,8 @@ class Potential:
 
     def batched_model(self):
         """A TorchSim ``ModelInterface`` evaluating many cells per call, or None if unsupported."""
+        if self._batched is None and (self.spec.is_matris or self.spec.kind is PotentialKind.CHGNET):
+            import_torch_sim()  # first: keeps Warp's banner off stdout
         if self._batched is None and self.spec.is_matris:
             from matris.applications.torchsim import MatRISTorchSimModel
 
@@ -227,7 +230,8 @@ _LOADERS = {
 @cache
 def _load_cached(name: str, device: str, options: tuple) -> Potential:
     spec = parse_potential(name)
-    return _LOADERS[spec.kind](spec, device, dict(options))
+    with captured_stdout(__name__):  # model banners are not the caller's output
+        return _LOADERS[spec.kind](spec, device, dict(options))
 
 
 def load_potential(name: str, device: str = "auto", **options: Any) -> Potential:

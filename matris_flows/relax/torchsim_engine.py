@@ -8,19 +8,19 @@ way ASE does, so both engines stop at the same point.
 from time import perf_counter
 
 import numpy as np
-import torch
-import torch_sim as ts
 from pymatgen.core import Structure
-from torch_sim.autobatching import InFlightAutoBatcher
 
+from matris_flows.core.quiet import import_torch_sim
 from matris_flows.potentials.loader import Potential
 from matris_flows.relax.documents import finished_document
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings
 
 ENGINE = "torchsim"
 
-_OPTIMIZERS = {"FIRE": ts.Optimizer.fire, "BFGS": ts.Optimizer.bfgs, "LBFGS": ts.Optimizer.lbfgs}
-_FILTERS = {"FrechetCellFilter": ts.CellFilter.frechet, "UnitCellFilter": ts.CellFilter.unit}
+# ASE names -> torch_sim enum member names; torch and torch_sim are imported when a batch is
+# relaxed, never when the engine is merely chosen (importing them takes seconds and prints).
+_OPTIMIZERS = {"FIRE": "fire", "BFGS": "bfgs", "LBFGS": "lbfgs"}
+_FILTERS = {"FrechetCellFilter": "frechet", "UnitCellFilter": "unit"}
 
 
 def supports(settings: RelaxSettings, potential: Potential) -> bool:
@@ -53,10 +53,14 @@ def relax_batch(
     max_atoms_per_batch: int = 512,
 ) -> list[RelaxationDocument]:
     """Relax pre-checked structures together; raises if the batched model fails (caller falls back)."""
+    ts = import_torch_sim()
+    import torch
+    from torch_sim.autobatching import InFlightAutoBatcher
+
     model = potential.batched_model()
     start = perf_counter()
-    init_fn, step_fn = ts.OPTIM_REGISTRY[_OPTIMIZERS[settings.optimizer]]
-    init_kwargs = {"cell_filter": _FILTERS[settings.cell_filter]} if settings.relax_cell else {}
+    init_fn, step_fn = ts.OPTIM_REGISTRY[getattr(ts.Optimizer, _OPTIMIZERS[settings.optimizer])]
+    init_kwargs = {"cell_filter": getattr(ts.CellFilter, _FILTERS[settings.cell_filter])} if settings.relax_cell else {}
     step_kwargs = {"fire_flavor": "ase_fire"} if settings.optimizer == "FIRE" else {}
     if settings.optimizer == "FIRE":
         init_kwargs["fire_flavor"] = "ase_fire"

@@ -50,6 +50,7 @@ class CampaignHullBuilder(Builder):
         stability_threshold: float = 0.0,
         patch_above_n_elements: int = PATCH_ABOVE_N_ELEMENTS,
         matcher: StructureMatcher | None = None,
+        references_store: Store | None = None,
     ) -> None:
         """
         Args:
@@ -59,6 +60,9 @@ class CampaignHullBuilder(Builder):
             stability_threshold: ``is_stable_campaign`` means ``e_above_hull_campaign <=`` this, eV/atom.
             patch_above_n_elements: Use a PatchedPhaseDiagram above this many elements.
             matcher: StructureMatcher for duplicates (pymatgen defaults).
+            references_store: Where to write one document per reference phase of every
+                system (formation energy, e_above_hull), so that plots and reports read the
+                campaign store instead of the reference files.
         """
         self.candidates = candidates
         self.references = references
@@ -66,7 +70,9 @@ class CampaignHullBuilder(Builder):
         self.stability_threshold = stability_threshold
         self.patch_above_n_elements = patch_above_n_elements
         self.matcher = matcher or StructureMatcher()
-        super().__init__(sources=[candidates], targets=[candidates])
+        self.references_store = references_store
+        targets = [candidates] if references_store is None else [candidates, references_store]
+        super().__init__(sources=[candidates], targets=targets)
         self._counts = CampaignHullOutput()
         self._vertices: dict[frozenset[str], list[tuple[str, str, float]]] = {}
 
@@ -198,18 +204,43 @@ class CampaignHullBuilder(Builder):
         """Stable reference phases at their formation energies (the elements at zero at least)."""
         points = [_point(el, 0.0) for el in sorted(system)]
         if hull_kind != HullKind.MP.value:
-            return points  # campaign-internal: the corners are the elements, relaxed with the same model
+            # campaign-internal: the corners are the elements, relaxed with the same model
+            self._publish_references(system, [(el, el, None, 0.0, 0.0) for el in sorted(system)])
+            return points
         try:
             index, _ = reference_hull(self.references, system, self.patch_above_n_elements)
         except MissingReferenceError:
             return points
         pd = index.phase_diagram
+        self._publish_references(
+            system,
+            [
+                (str(e.entry_id), e.composition.reduced_formula, (getattr(e, "data", None) or {}).get("material_id"),
+                 pd.get_form_energy_per_atom(e), pd.get_e_above_hull(e, allow_negative=True))
+                for e in pd.all_entries
+            ],
+        )
         for entry in pd.stable_entries:
             if len(entry.composition.elements) > 1:
                 points.append(PDEntry(entry.composition, pd.get_form_energy_per_atom(entry) * entry.composition.num_atoms))
         return points
 
 
+
+    def _publish_references(self, system: frozenset[str], rows: list[tuple]) -> None:
+        """One document per reference phase (``rows``: entry id, formula, material id, E_form, E_hull)."""
+        if self.references_store is None:
+            return
+        docs = []
+        for entry_id, formula, material_id, formation_energy, e_above_hull in rows:
+            elements = sorted(el.symbol for el in Composition(formula).elements)
+            docs.append({
+                "reference_id": f"{self.campaign}:{entry_id}", "campaign": self.campaign, "entry_id": entry_id,
+                "material_id": material_id, "formula": formula, "chemsys": "-".join(elements), "elements": elements,
+                "formation_energy_per_atom": float(formation_energy), "e_above_hull": float(e_above_hull),
+                "is_stable": bool(e_above_hull <= _ON_HULL),
+            })
+        self.references_store.update(docs, key="reference_id")
 
 
 def _point(formula: str, formation_energy_per_atom: float) -> PDEntry:

@@ -13,7 +13,7 @@ from jobflow.core.job import JobConfig
 from jobflow.core.reference import OnMissing
 
 from matris_flows.core.chemsys import elements_of
-from matris_flows.core.publishing import CANDIDATES_STORE_NAME, publish, write_only_config
+from matris_flows.core.publishing import CANDIDATES_STORE_NAME, REFERENCES_STORE_NAME, publish, write_only_config
 from matris_flows.core.serialization import json_document
 from matris_flows.generation.schemas import Provenance
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings
@@ -163,6 +163,7 @@ class CampaignHullMaker(Maker):
 
         store = CURRENT_JOB.store.additional_stores[CANDIDATES_STORE_NAME]
         builder = CampaignHullBuilder(
+            references_store=CURRENT_JOB.store.additional_stores.get(REFERENCES_STORE_NAME),
             candidates=store,
             references=self.references or LocalFileReferences(),
             campaign=self.campaign,

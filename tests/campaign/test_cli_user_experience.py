@@ -1,0 +1,205 @@
+"""The CLI as a user meets it: one-line errors, clean and fast read-only commands, a lock,
+``--fresh``, failures that say why, and a resume that completes once the cause is fixed."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from matris_flows.campaign.runner import FAILURES_FILE, LOCK_FILE, LOG_FILE
+from matris_flows.cli import main
+
+SPEC = """
+name: emt-ux
+generation:
+  prototypes:
+    element_lists: [[{a}, {b}], [{a}, {b}]]
+    prototypes: [l12]
+    charge_balanced: false
+  chunk_size: 1
+potential:
+  name: "{potential}"
+  device: cpu
+relax:
+  max_steps: 100
+execution:
+  n_workers: 1
+"""
+
+
+def write_spec(path, a="Cu", b="Ni", potential="ase.calculators.emt:EMT", extra=""):
+    path.write_text(SPEC.format(a=a, b=b, potential=potential) + textwrap.dedent(extra))
+    return path
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: "), err
+    return err
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished 2-candidate campaign (run_locally: no Dask start-up)."""
+    root = tmp_path_factory.mktemp("finished")
+    spec = write_spec(root / "spec.yaml")
+    directory = root / "campaign"
+    assert main(["screen", str(spec), "--dir", str(directory), "--local"]) == 0
+    return directory
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("bad_spec", "at least one source"),
+        ("missing_store_file", "does not exist"),
+        ("bad_store_yaml", "not valid YAML"),
+        ("unset_uri_env", "MF_UX_UNSET_URI"),
+        ("unset_password_env", "MF_UX_UNSET_PASSWORD"),
+        ("unreachable_mongo", "MongoDB"),
+        ("missing_checkpoint", "no such file"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(case, expected, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MF_UX_UNSET_URI", raising=False)
+    monkeypatch.delenv("MF_UX_UNSET_PASSWORD", raising=False)
+    spec = tmp_path / "spec.yaml"
+    if case == "bad_spec":
+        spec.write_text("name: x\ngeneration: {}\npotential: {name: nonsense}\n")
+    elif case == "missing_store_file":
+        write_spec(spec, extra="store: no_such_store.yaml\n")
+    elif case == "bad_store_yaml":
+        (tmp_path / "store.yaml").write_text("type: [mongo\n")
+        write_spec(spec, extra="store: store.yaml\n")
+    elif case == "unset_uri_env":
+        (tmp_path / "store.yaml").write_text("type: mongo_uri\nuri_env: MF_UX_UNSET_URI\n")
+        write_spec(spec, extra="store: store.yaml\n")
+    elif case == "unset_password_env":
+        (tmp_path / "store.yaml").write_text("type: mongo\nusername_env: USER\npassword_env: MF_UX_UNSET_PASSWORD\n")
+        monkeypatch.setenv("USER", "someone")
+        write_spec(spec, extra="store: store.yaml\n")
+    elif case == "unreachable_mongo":
+        write_spec(spec, extra=f"store: {{type: mongo, host: 127.0.0.1, port: {_free_port()}}}\n")
+    elif case == "missing_checkpoint":
+        write_spec(spec, potential=str(tmp_path / "weights" / "model.pth.tar"))
+    start = time.perf_counter()
+    assert main(["screen", str(spec), "--dir", str(tmp_path / "campaign"), "--local"]) == 2
+    assert expected in one_error_line(capsys)
+    assert time.perf_counter() - start < 15
+
+
+def test_read_commands_on_a_missing_directory_are_one_line(tmp_path, capsys):
+    for command in ("status", "query", "resume"):
+        assert main([command, str(tmp_path / "nowhere")]) == 2
+        assert "not a campaign directory" in one_error_line(capsys)
+
+
+def _cli_in_subprocess(*args: str) -> tuple[subprocess.CompletedProcess, list[str], float]:
+    """Run the CLI in a fresh interpreter; return it, the heavy modules it imported and its wall time."""
+    code = (
+        "import sys\n"
+        "from matris_flows.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "heavy = [m for m in ('torch', 'torch_sim', 'warp', 'jobflow', 'distributed') if m in sys.modules]\n"
+        "print('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120)
+    wall = time.perf_counter() - start
+    heavy = next(line for line in result.stderr.splitlines() if line.startswith("HEAVY=")).removeprefix("HEAVY=")
+    return result, [m for m in heavy.split(",") if m], wall
+
+
+@pytest.mark.parametrize("command", [["query", "--format", "json"], ["status"], ["export", "--out", "EXPORT"]])
+def test_read_only_commands_print_only_their_output_and_import_no_torch(command, finished, tmp_path):
+    args = [command[0], str(finished), *(str(tmp_path / "x") if a == "EXPORT" else a for a in command[1:])]
+    result, heavy, wall = _cli_in_subprocess(*args)
+    assert result.returncode == 0, result.stderr
+    assert heavy == [], f"{command[0]} imported {heavy}"
+    if command[0] == "export":
+        assert result.stdout.startswith("wrote 2 structures")
+    else:
+        document = json.loads(result.stdout)  # stdout holds nothing else
+        if command[0] == "query":
+            assert len(document) == 2
+        else:
+            assert document["candidates"] == 2 and document["jobs_failed"] == 0 and not document["running"]
+    print(f"{command[0]}: {wall:.2f} s")
+
+
+def test_fresh_empties_the_campaign_store(tmp_path, capsys):
+    directory = tmp_path / "campaign"
+    assert main(["screen", str(write_spec(tmp_path / "a.yaml")), "--dir", str(directory), "--local"]) == 0
+    pd_spec = write_spec(tmp_path / "b.yaml", a="Cu", b="Pd")
+    assert main(["screen", str(pd_spec), "--dir", str(directory), "--local", "--fresh"]) == 0
+    capsys.readouterr()
+    assert main(["query", str(directory), "--format", "json"]) == 0
+    docs = json.loads(capsys.readouterr().out)
+    assert {d["chemsys"] for d in docs} == {"Cu-Pd"}, "no candidate of the old campaign is left"
+
+
+def test_a_second_driver_is_refused_and_a_stale_lock_taken_over(tmp_path, capsys):
+    spec = write_spec(tmp_path / "spec.yaml")
+    directory = tmp_path / "campaign"
+    directory.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (directory / LOCK_FILE).write_text(f"{live.pid}\n{socket.gethostname()}\n")
+        assert main(["screen", str(spec), "--dir", str(directory), "--local"]) == 2
+        assert f"PID {live.pid}" in one_error_line(capsys)
+    finally:
+        live.kill()
+        live.wait()
+    # the holder is gone now: its lock is stale and the next driver takes it over
+    assert main(["screen", str(spec), "--dir", str(directory), "--local"]) == 0
+    assert not (directory / LOCK_FILE).exists()
+
+
+def test_a_failed_job_says_why_and_resume_completes_after_the_fix(tmp_path, capsys, monkeypatch):
+    # The potential's module does not exist yet: every relaxation fails with ModuleNotFoundError.
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(modules), os.environ.get("PYTHONPATH")])))
+    monkeypatch.syspath_prepend(str(modules))
+    spec = write_spec(tmp_path / "spec.yaml", potential="mf_ux_late_calc:Calc")
+    directory = tmp_path / "campaign"
+
+    assert main(["screen", str(spec), "--dir", str(directory)]) == 1
+    captured = capsys.readouterr()
+    assert "mf_ux_late_calc" in captured.out, "the summary names each failed job's error"
+    assert str(directory / LOG_FILE) in captured.out
+    assert "error: job failed" in captured.err
+    log = (directory / LOG_FILE).read_text()
+    assert "Traceback" in log and "ModuleNotFoundError" in log
+    assert main(["status", str(directory)]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["jobs_failed"] >= 1
+    assert all("mf_ux_late_calc" in job["error"] for job in status["failed_jobs"])
+
+    # The fix: supply the module. Only the failed work reruns, and the campaign completes.
+    (modules / "mf_ux_late_calc.py").write_text("from ase.calculators.emt import EMT as Calc\n")
+    import importlib
+
+    importlib.invalidate_caches()
+    assert main(["resume", str(directory)]) == 0
+    capsys.readouterr()
+    assert json.loads((directory / FAILURES_FILE).read_text()) == []
+    assert main(["query", str(directory), "--format", "json"]) == 0
+    docs = json.loads(capsys.readouterr().out)
+    assert len(docs) == 2
+    assert all(doc["e_above_hull"] is not None and doc["thermo_status"] == "ok" for doc in docs)
