@@ -715,7 +715,7 @@ class SQLiteStore(Store):
             cached_statements=256,
         )
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against process crashes, consistent always
-        conn.execute("PRAGMA cache_size=-32000")
+        conn.execute("PRAGMA cache_size=-4000")  # 4 MB a connection: page caches of every pooled connection add up
         if read_only:
             conn.execute("PRAGMA query_only=1")
         else:

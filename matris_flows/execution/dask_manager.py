@@ -46,6 +46,7 @@ import json
 import logging
 import os
 import secrets
+import time
 import traceback
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -313,8 +314,8 @@ class _FlowRun:
             if not self.waiting_on[job.uuid]:
                 self._start(job, parents)
 
-    def _start(self, job, parents):
-        run = _JobRun(self.runner, job, parents, self._job_finished)
+    def _start(self, job, parents, urgent: bool = False):
+        run = _JobRun(self.runner, job, parents, self._job_finished, urgent)
         self.runner.schedule(run.start)
 
     def _job_finished(self, job: Job, response: Response | None, stopped: bool):
@@ -329,7 +330,7 @@ class _FlowRun:
         for child, parents in self.children.get(job.uuid, ()):
             self.waiting_on[child.uuid].discard(job.uuid)
             if not self.waiting_on[child.uuid]:
-                self._start(child, parents)
+                self._start(child, parents, urgent=True)
         if self.n_finished == len(self.order):
             self.finished = True
             self.on_done(not self.bad)
@@ -338,8 +339,11 @@ class _FlowRun:
 class _JobRun:
     """One ``run_locally._run_job(job, parents)``, split at the Dask task boundary."""
 
-    def __init__(self, runner: _DaskRunner, job: Job, parents, on_done):
+    def __init__(self, runner: _DaskRunner, job: Job, parents, on_done, urgent: bool = False):
         self.runner = runner
+        # a child of a job that just finished goes ahead of fresh fan-out work, so that a
+        # chunk's hull (and its published candidates) follows its relaxation
+        self.urgent = urgent
         self.job = job
         self.parents = set(parents)
         self.on_done = on_done
@@ -444,6 +448,7 @@ class _DaskRunner:
         worker_failure_retries: int,
         progress: Callable[[JobEvent], None] | None,
         keep_responses: bool = True,
+        max_in_flight: int | None = None,
     ):
         self.store = store
         self.keep_responses = keep_responses
@@ -461,6 +466,10 @@ class _DaskRunner:
         self.stop_jobflow = False
 
         self._ready: deque[Callable[[], None]] = deque()
+        self._waiting: deque[_JobRun] = deque()
+        self.max_in_flight = max_in_flight
+        self._capacity_checked = float("-inf")
+        self._auto_capacity = 4
         self._in_flight: dict[Future, _JobRun] = {}
         self._store_spec = None
         if callable(direct_writes):
@@ -479,8 +488,22 @@ class _DaskRunner:
         # jobs from recursing
         self._ready.append(action)
 
+    def _capacity(self) -> int:
+        if self.max_in_flight is not None:
+            return self.max_in_flight
+        now = time.monotonic()
+        if now - self._capacity_checked > 5.0:  # workers come and go (adaptive clusters)
+            self._capacity_checked = now
+            self._auto_capacity = max(4, 2 * sum(self.client.nthreads().values()))
+        return self._auto_capacity
+
+    def _submit_waiting(self):
+        while self._waiting and len(self._in_flight) < self._capacity():
+            self.submit(self._waiting.popleft())
+
     def stop(self):
         self.stop_jobflow = True
+        self._waiting.clear()
         if self._in_flight:
             self.client.cancel(list(self._in_flight))
         self._in_flight.clear()
@@ -540,6 +563,12 @@ class _DaskRunner:
         if job.config.expose_store and not writes_only(job):
             # the job may query or write the whole store: run it here, the one writer
             self._run_on_driver(run)
+            return
+        if len(self._in_flight) >= self._capacity():
+            # Submitting means loading the job's inputs and handing them to the scheduler:
+            # hold back all but a few tasks per worker, or a fan-out of 10^5 candidates
+            # sits in the driver's memory at once.
+            (self._waiting.appendleft if run.urgent else self._waiting.append)(run)
             return
         submit_kwargs = dict(job.config.manager_config.get("dask", {}))
         key = f"{job.name}-{job.uuid}-{job.index}-{secrets.token_hex(4)}"
@@ -619,8 +648,10 @@ class _DaskRunner:
         _FlowRun(self, flow, outcome.append).start()
         try:
             while True:
-                while self._ready:
-                    self._ready.popleft()()
+                while self._ready or (self._waiting and len(self._in_flight) < self._capacity()):
+                    while self._ready:
+                        self._ready.popleft()()
+                    self._submit_waiting()
                 if self.stop_jobflow or not self._in_flight:
                     break
                 future = next(self._completed)
@@ -648,6 +679,7 @@ def run_on_dask(
     worker_failure_retries: int = 2,
     progress: Callable[[JobEvent], None] | None = None,
     keep_responses: bool = True,
+    max_in_flight: int | None = None,
 ) -> dict[str, dict[int, Response]]:
     """Run a Job or Flow on a Dask cluster, as ``jobflow.run_locally`` would.
 
@@ -684,6 +716,9 @@ def run_on_dask(
     keep_responses
         Keep every Response (with its output) to return it. Campaigns turn this off,
         so that the driver's memory does not grow with the number of jobs.
+    max_in_flight
+        Most tasks handed to Dask at once (default: twice the cluster's threads, at
+        least 4); the rest wait in the driver without their inputs loaded.
 
     Returns
     -------
@@ -716,13 +751,13 @@ def run_on_dask(
                 raise_immediately=raise_immediately, resume=resume, journal=journal,
                 direct_writes=direct_writes,
                 worker_failure_retries=worker_failure_retries, progress=progress,
-                keep_responses=keep_responses,
+                keep_responses=keep_responses, max_in_flight=max_in_flight,
             )
 
     runner = _DaskRunner(
         store, client, journal, resume=resume, raise_immediately=raise_immediately,
         direct_writes=direct_writes, worker_failure_retries=worker_failure_retries,
-        progress=progress, keep_responses=keep_responses,
+        progress=progress, keep_responses=keep_responses, max_in_flight=max_in_flight,
     )
     logger.info("Started executing jobs on Dask")
     finished_successfully = runner.run(flow)
