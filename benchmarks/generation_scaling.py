@@ -30,7 +30,7 @@ ELEMENTS = (
 def candidate_events():
     """The benchmark's event stream (deterministic)."""
     from matris_flows.generation.jobs import PrototypeMaker
-    from matris_flows.generation.pipeline import iter_events
+    from matris_flows.generation.pipeline import iter_unit_range
 
     binary = PrototypeMaker(
         element_lists=[ELEMENTS, ELEMENTS], charge_balanced=False,
@@ -41,7 +41,7 @@ def candidate_events():
         prototypes=["perovskite", "half_heusler", "layered_abo2"],
     )
     # interleave so every prefix mixes prototypes (and duplicates) like a real campaign
-    streams = [(e for _, e in iter_events([binary])), (e for _, e in iter_events([ternary]))]
+    streams = [iter_unit_range([binary]), iter_unit_range([ternary])]
     for pair in itertools.zip_longest(*streams):
         yield from (e for e in pair if e is not None)
 

@@ -166,7 +166,7 @@ def warm_client(n_workers: int, steps: int, relax_cell: bool):
         maker = RelaxMaker(potential=POTENTIAL, settings=settings_for(1, relax_cell), device=DEVICE)
         s, i = benchmark_structures(n_workers, seed=321)
         warm = Flow([maker.make([s[k]], [i[k]]) for k in range(n_workers)])
-        run_on_dask(warm, JobStore(MemoryStore()), client, ensure_success=True)
+        run_on_dask(warm, JobStore(MemoryStore(), additional_stores={"data": MemoryStore()}), client, ensure_success=True)
         yield client
 
 
