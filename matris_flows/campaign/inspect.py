@@ -1,6 +1,8 @@
 """Read a finished (or running) campaign: query, export and plot its candidates.
 
-Each function is what one CLI command does, callable from Python with the same arguments.
+Each function is what one CLI command does, callable from Python with the same arguments. The
+queries are :mod:`matris_flows.campaign.reading`'s (which imports no jobflow or torch), under
+their historical names here.
 """
 
 from collections.abc import Iterator
@@ -9,23 +11,16 @@ from pathlib import Path
 
 from maggma.core import Store
 
-from matris_flows.campaign.runner import SPEC_FILE
+from matris_flows.campaign.reading import SPEC_FILE
+from matris_flows.campaign.reading import export_candidates as export_campaign
+from matris_flows.campaign.reading import find_candidates as query_campaign
+from matris_flows.campaign.reading import open_candidates as candidates_store
 from matris_flows.campaign.spec import load_spec
-from matris_flows.results import CandidateQuery, export_structures, plot_hull, plot_hull_html, query_candidates
+from matris_flows.results import plot_hull, plot_hull_html
 from matris_flows.results.plot import plot_elements, subsystem_chemsys
-from matris_flows.stores import make_candidates_store, make_collection_store
+from matris_flows.stores import make_collection_store
 
-
-@contextmanager
-def candidates_store(directory: str | Path) -> Iterator[Store]:
-    """The campaign's candidates collection, connected, closed afterwards."""
-    directory = Path(directory)
-    spec = load_spec(directory / SPEC_FILE)
-    store = make_candidates_store(spec.store_config(directory), directory)
-    try:
-        yield store
-    finally:
-        store.close()
+__all__ = ["candidates_store", "export_campaign", "plot_campaign", "query_campaign", "references_store"]
 
 
 @contextmanager
@@ -41,19 +36,6 @@ def references_store(directory: str | Path) -> Iterator[Store]:
         yield store
     finally:
         store.close()
-
-
-def query_campaign(directory: str | Path, query: CandidateQuery | None = None) -> list[dict]:
-    """Candidate documents of the campaign in ``directory`` matching ``query``."""
-    with candidates_store(directory) as store:
-        return query_candidates(store, query or CandidateQuery())
-
-
-def export_campaign(
-    directory: str | Path, out_dir: str | Path, fmt: str = "cif", query: CandidateQuery | None = None
-) -> list[Path]:
-    """Write the relaxed structures of the matching candidates to ``out_dir``."""
-    return export_structures(query_campaign(directory, query), out_dir, fmt)
 
 
 def plot_campaign(
