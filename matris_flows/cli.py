@@ -98,6 +98,7 @@ def _summary_table(summary) -> str:
         ("relaxed", summary.relaxed),
         ("failed (relax or hull)", summary.failed),
         ("stable (e_above_hull <= threshold)", summary.stable),
+        ("  new (campaign hull, not known, no duplicate)", summary.new_stable),
         ("DFT-validated", summary.validated),
         ("jobs failed", "-" if summary.jobs_failed is None else summary.jobs_failed),
         ("wall time", f"{summary.wall_time_s:.1f} s"),
@@ -113,20 +114,55 @@ def _summary_table(summary) -> str:
     return "\n".join(lines)
 
 
-def _query_from_args(args):
-    from matris_flows.results.query import CandidateQuery
+def _where_value(text: str):
+    """A ``--where`` value: JSON scalars (numbers, true, false, null) as such, anything else as a string."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if value is None or isinstance(value, str | int | float | bool) else text
 
-    return CandidateQuery(
-        chemsys=args.chemsys,
-        formula=args.formula,
-        elements=args.elements.split(",") if args.elements else None,
-        max_e_above_hull=args.max_e_above_hull,
-        stable_only=args.stable,
-        validated_only=args.validated,
-        confirmed_stable_only=args.confirmed_stable,
-        sort=args.sort,
-        limit=args.limit,
-    )
+
+def _query_from_args(args):
+    from pydantic import ValidationError
+
+    from matris_flows.results.query import CandidateQuery, QueryError
+
+    where = {}
+    for item in args.where or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise QueryError(f"--where needs KEY=VALUE, got {item!r}")
+        where[key.strip()] = _where_value(value.strip())
+    try:
+        return CandidateQuery(
+            chemsys=args.chemsys,
+            formula=args.formula,
+            elements=args.elements.split(",") if args.elements else None,
+            max_e_above_hull=args.max_e_above_hull,
+            stable_only=args.stable,
+            max_e_above_hull_campaign=args.max_e_above_hull_campaign,
+            stable_campaign_only=args.stable_campaign,
+            novel_only=args.novel,
+            source=args.source,
+            parent=args.parent,
+            where=where or None,
+            validated_only=args.validated,
+            confirmed_stable_only=args.confirmed_stable,
+            sort=args.sort,
+            limit=args.limit,
+        )
+    except ValidationError as exc:
+        raise QueryError(_validation_message(exc)) from None
+
+
+def _validation_message(exc) -> str:
+    """A pydantic error as one line naming the option(s) at fault."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "query"
+        parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "bad query: " + "; ".join(parts)
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
@@ -134,8 +170,25 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chemsys", help="exact chemical system, e.g. Fe-Li-O")
     parser.add_argument("--formula", help="reduced formula, e.g. LiFeO2")
     parser.add_argument("--elements", help="comma-separated elements that must all be present")
-    parser.add_argument("--max-e-above-hull", type=float, help="eV/atom")
-    parser.add_argument("--stable", action="store_true", help="only is_stable candidates")
+    parser.add_argument("--max-e-above-hull", type=float, help="eV/atom above the reference hull")
+    parser.add_argument("--stable", action="store_true", help="only is_stable candidates (reference hull: known phases only)")
+    parser.add_argument("--max-e-above-hull-campaign", type=float, help="eV/atom above the campaign hull")
+    parser.add_argument(
+        "--stable-campaign",
+        action="store_true",
+        help="only is_stable_campaign candidates (hull of the references and all other candidates)",
+    )
+    parser.add_argument(
+        "--novel", action="store_true", help="only candidates that are no known reference phase and no duplicate"
+    )
+    parser.add_argument("--source", help="generation source: substitution, prototype, random_search or file")
+    parser.add_argument("--parent", help="parent template id (provenance.parent_id), e.g. mp-19017")
+    parser.add_argument(
+        "--where",
+        action="append",
+        metavar="KEY=VALUE",
+        help="equality filter on a field or dotted path; provenance fields by name (prototype=rocksalt); repeatable",
+    )
     parser.add_argument("--validated", action="store_true", help="only DFT-validated candidates")
     parser.add_argument("--confirmed-stable", action="store_true", help="only candidates DFT confirmed stable")
     parser.add_argument("--sort", default="e_above_hull", help="field to sort on; prefix '-' for descending")
@@ -162,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     query = commands.add_parser("query", help="list screened candidates")
     _add_filters(query)
     query.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    query.add_argument(
+        "--columns",
+        help="comma-separated columns for table/csv: names (e.g. e_above_hull_campaign, is_stable_campaign, "
+        "matches_reference, duplicate_of, source, parent) or dotted paths",
+    )
 
     export = commands.add_parser("export", help="write relaxed structures of selected candidates")
     _add_filters(export)
@@ -190,9 +248,11 @@ def _user_error(exc: BaseException) -> str | None:
     """The one-line message of an error the user can fix, or None for a bug (which keeps its traceback)."""
     from matris_flows.campaign.runner import CampaignLockedError
     from matris_flows.campaign.spec import SpecError
+    from matris_flows.execution.dask_manager import StalledError
+    from matris_flows.results.query import QueryError
     from matris_flows.stores import StoreConfigError
 
-    if isinstance(exc, SpecError | StoreConfigError | CampaignLockedError | FileNotFoundError):
+    if isinstance(exc, SpecError | StoreConfigError | CampaignLockedError | StalledError | QueryError | FileNotFoundError):
         return _one_line(exc)
     if type(exc).__module__.startswith("pymongo"):
         # ServerSelectionTimeoutError's message ends in a long topology description
@@ -203,10 +263,11 @@ def _user_error(exc: BaseException) -> str | None:
 
 def _setup_console() -> None:
     """Warnings and errors on stderr, no library noise; the campaign log gets INFO (see runner)."""
-    from matris_flows.core.quiet import silence_library_warnings
+    from matris_flows.core.quiet import quiet_dask_shutdown, silence_library_warnings
     from matris_flows.stores import set_mongo_client_options
 
     silence_library_warnings()
+    quiet_dask_shutdown()
     set_mongo_client_options(serverSelectionTimeoutMS=MONGO_TIMEOUT_MS)
     root = logging.getLogger()
     if not root.handlers:
@@ -257,9 +318,10 @@ def _run(args) -> int:
         return 0
     if args.command == "query":
         from matris_flows.campaign.reading import find_candidates
-        from matris_flows.results.formatting import format_candidates
+        from matris_flows.results.formatting import DEFAULT_COLUMNS, format_candidates
 
-        print(format_candidates(find_candidates(args.campaign, _query_from_args(args)), args.format))
+        columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else DEFAULT_COLUMNS
+        print(format_candidates(find_candidates(args.campaign, _query_from_args(args)), args.format, columns))
         return 0
     if args.command == "export":
         from matris_flows.campaign.reading import export_candidates

@@ -15,7 +15,9 @@ The backend is chosen by a :class:`StoreConfig` (YAML files in the top-level
 
 Credentials are read from environment variables named in the config at the moment
 a store is built; they are never kept on the config, so they cannot end up in its
-repr, in a saved config or in logs.  (maggma's ``MongoStore.name`` shows a URI with
+repr, in a saved config or in logs. Job inputs that need a collection of the campaign's
+store hold a :class:`CampaignStore` (the config and the collection name), which builds the
+backend where it is used: a built MongoStore pickles and serialises with its URI.  (maggma's ``MongoStore.name`` shows a URI with
 its password: log :func:`describe_store` instead.)
 """
 
@@ -38,7 +40,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CANDIDATE_INDEXES = ("candidate_id", "campaign", "chemsys", "formula", "e_above_hull", "is_stable", "duplicate_of")
+CANDIDATE_INDEXES = (
+    "candidate_id", "campaign", "chemsys", "formula", "e_above_hull", "is_stable", "duplicate_of",
+    "is_stable_campaign", "matches_reference", "provenance.parent_id",
+)
 """Fields of the ``candidates`` collection that are indexed for queries."""
 
 DATA_STORE_NAME = "data"
@@ -263,6 +268,117 @@ def make_collection_store(
 ) -> Store:
     """A maggma Store for one collection of the configured backend (not connected)."""
     return _COLLECTION_BUILDERS[config.type](config, campaign_dir, collection)
+
+
+class CampaignStore(Store):
+    """One collection of a campaign's store, named by its :class:`StoreConfig`, built where it is connected.
+
+    What job inputs hold instead of a backend store (e.g. the MP reference cache of
+    ``MPApiReferences``): it serialises and pickles as the config (environment variable
+    *names*), the campaign directory and the collection name, so ``flow.json``, journal
+    records and Dask task arguments never carry a password or a credentialed URI. The
+    backend (:func:`make_collection_store`) is made at ``connect``, in the process that
+    uses it, reading credentials from that process's environment.
+    """
+
+    def __init__(
+        self,
+        config: StoreConfig | dict,
+        collection_name: str,
+        campaign_dir: str | Path | None = None,
+        key: str = "task_id",
+        **kwargs: Any,
+    ) -> None:
+        """
+        Args:
+            config: The store config (or its dict).
+            collection_name: Collection of that store.
+            campaign_dir: Campaign directory, for the relative paths of embedded stores
+                (kept absolute, so a worker with another working directory finds it).
+            key: Key of the collection.
+            kwargs: Other maggma ``Store`` arguments.
+        """
+        self.config = config if isinstance(config, StoreConfig) else StoreConfig.model_validate(config)
+        self.collection_name = collection_name
+        self.campaign_dir = None if campaign_dir is None else str(Path(campaign_dir).absolute())
+        self._store: Store | None = None
+        super().__init__(key=key, **kwargs)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The config and names only (never the backend, which may hold credentials)."""
+        return {
+            "@module": type(self).__module__,
+            "@class": type(self).__name__,
+            "config": self.config.model_dump(mode="json"),
+            "collection_name": self.collection_name,
+            "campaign_dir": self.campaign_dir,
+            "key": self.key,
+        }
+
+    @property
+    def backend(self) -> Store:
+        """The configured backend store of this collection, built and connected on first use (here)."""
+        if self._store is None:
+            store = make_collection_store(self.config, self.campaign_dir, self.collection_name)
+            store.key = self.key
+            store.connect()
+            self._store = store
+        return self._store
+
+    @property
+    def name(self) -> str:
+        """A name safe to log (no credentials)."""
+        return f"{describe_store(self.config, self.campaign_dir)}:{self.collection_name}"
+
+    @property
+    def _collection(self):
+        return self.backend._collection
+
+    def connect(self, force_reset: bool = False) -> None:
+        """Build the backend from the config and this process's environment, and connect it."""
+        if self._store is not None and force_reset:
+            self._store.connect(force_reset=True)
+        self.backend  # noqa: B018 - builds and connects
+
+    def close(self) -> None:
+        """Close the backend, if it was built (the next use connects again)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def count(self, criteria: dict | None = None, **kwargs: Any) -> int:
+        """Documents matching ``criteria``."""
+        return self.backend.count(criteria, **kwargs)
+
+    def query(self, criteria: dict | None = None, properties: dict | list | None = None, **kwargs: Any):
+        """Documents matching ``criteria``."""
+        return self.backend.query(criteria=criteria, properties=properties, **kwargs)
+
+    def update(self, docs: list[dict] | dict, key: list | str | None = None, **kwargs: Any) -> None:
+        """Upsert ``docs`` on ``key``."""
+        self.backend.update(docs, key=key, **kwargs)
+
+    def ensure_index(self, key: str, unique: bool = False) -> bool:
+        """Index the backend collection on ``key``."""
+        return self.backend.ensure_index(key, unique=unique)
+
+    def groupby(self, keys: list[str] | str, criteria: dict | None = None, properties: dict | list | None = None, **kwargs: Any):
+        """Documents grouped by ``keys``."""
+        return self.backend.groupby(keys, criteria=criteria, properties=properties, **kwargs)
+
+    def remove_docs(self, criteria: dict) -> None:
+        """Remove the documents matching ``criteria``."""
+        self.backend.remove_docs(criteria)
+
+    def distinct(self, field: str, criteria: dict | None = None, all_exist: bool = False) -> list:
+        """Distinct values of ``field``."""
+        return self.backend.distinct(field, criteria=criteria, all_exist=all_exist)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CampaignStore) and self.as_dict() == other.as_dict()
+
+    def __hash__(self) -> int:
+        return hash((self.collection_name, self.campaign_dir, self.config.type, self.config.database))
 
 
 def _collection_data(config: StoreConfig, campaign_dir) -> Store:

@@ -2,8 +2,11 @@
 
 plan → generation shards (in parallel) → per chunk: relaxation → reference hull, whose
 candidate documents are published at once → campaign-wide hull and duplicates → optional
-DFT validation. The fan-out is flat (plan → shard → chunk, whatever the campaign size)
-and no job's input or output grows with the campaign. It runs with jobflow's
+DFT validation. For potentials not on the MP energy scale a first job relaxes the MP phases
+near the hull with the same potential (or reuses them from the store's cache), and every
+hull job measures against them (:mod:`matris_flows.thermo.consistent_references`). The
+fan-out is flat (plan → shard → chunk, whatever the campaign size) and no job's input or
+output grows with the campaign. It runs with jobflow's
 ``run_locally``, on Dask through :func:`matris_flows.execution.run_on_dask`, or with any
 other jobflow manager whose JobStore has a ``candidates`` additional store.
 """
@@ -12,9 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from jobflow import Flow, Maker, Response, job
+from jobflow import Flow, Maker, OutputReference, Response, job
 from jobflow.core.job import JobConfig
 from jobflow.core.reference import OnMissing
+from pymatgen.core import Composition
 
 from matris_flows.campaign.spec import CampaignSpec
 from matris_flows.core.publishing import CANDIDATES_STORE_NAME
@@ -26,10 +30,13 @@ from matris_flows.generation.jobs import (
     ShardedGenerationMaker,
     SubstitutionMaker,
 )
+from matris_flows.potentials.naming import parse_potential
 from matris_flows.relax.jobs import RelaxMaker
-from matris_flows.shared_data import shared_data_dir
-from matris_flows.stores import make_collection_store
+from matris_flows.stores import CampaignStore
+from matris_flows.thermo.consistent_references import CACHE_COLLECTION as CONSISTENT_CACHE_COLLECTION
+from matris_flows.thermo.consistent_references import ConsistentReferencesMaker, copy_relax_maker
 from matris_flows.thermo.jobs import CampaignHullMaker, HullMaker
+from matris_flows.thermo.mp_compat import uses_mp_hull
 from matris_flows.thermo.references import LocalFileReferences, MissingReferenceError, MPApiReferences
 
 MP_CACHE_COLLECTION = "mp_reference_cache"
@@ -43,11 +50,19 @@ class ScreenChunkMaker(Maker):
     name: str = "chunk"
     relax: RelaxMaker = field(default_factory=RelaxMaker)
     hull: HullMaker = field(default_factory=HullMaker)
+    references_uuid: str | None = None
+    """uuid of the consistent-references job whose output each hull job reads (None: no such job)."""
+    references_ready: Any = None
+    """A reference to that job's ``set_key``: makes the job that builds the chunks wait for it (a string once resolved)."""
 
     def make(self, structures: Any, candidate_ids: Any, provenance: Any = None) -> Flow:
         """Relax ``structures`` and assess them (arguments are usually references to a shard's output)."""
         relax = self.relax.make(structures, candidate_ids)
-        hull = self.hull.make(relax.output, provenance=provenance, relax_job=relax.uuid)
+        kwargs: dict[str, Any] = {}
+        if self.references_uuid is not None:
+            # a reference, resolved when the hull job runs: no chunk or shard document holds the set
+            kwargs["consistent_references"] = OutputReference(self.references_uuid)
+        hull = self.hull.make(relax.output, provenance=provenance, relax_job=relax.uuid, **kwargs)
         return Flow([relax, hull], name=self.name)
 
 
@@ -105,6 +120,8 @@ class ScreeningMaker(Maker):
     relax: RelaxMaker = field(default_factory=RelaxMaker)
     hull: HullMaker = field(default_factory=HullMaker)
     validation: Maker | None = None
+    consistent_references: ConsistentReferencesMaker | None = None
+    """Relaxes the MP phases near the hull with the campaign's potential (potentials not on the MP scale)."""
 
     def make(self) -> Flow:
         """The campaign Flow; its output holds the plan, the campaign-wide summary and the validation report.
@@ -113,6 +130,15 @@ class ScreeningMaker(Maker):
         """
         hull = replace(self.hull, campaign=self.hull.campaign or self.name, campaign_hull=False)
         chunk = ScreenChunkMaker(name=f"{self.name}: chunk", relax=self.relax, hull=hull)
+        jobs: list = []
+        references_output = None
+        if self.consistent_references is not None:
+            # One visible job (replaced by relaxation jobs on a cache miss) before the generation
+            # fan-out; every chunk's hull job reads its output.
+            references_job = self.consistent_references.make()
+            references_output = references_job.output
+            chunk = replace(chunk, references_uuid=references_job.uuid, references_ready=references_job.output.set_key)
+            jobs.append(references_job)
         generation = self.generation.make(chunk_maker=chunk)
         campaign_hull = CampaignHullMaker(
             name=f"{self.name}: campaign hull",
@@ -120,8 +146,9 @@ class ScreeningMaker(Maker):
             references=hull.references,
             stability_threshold=hull.stability_threshold,
             patch_above_n_elements=hull.patch_above_n_elements,
-        ).make(generation.output)
-        jobs = [generation, campaign_hull]
+            allow_unconverged=hull.allow_unconverged,
+        ).make(generation.output, consistent_references=references_output)
+        jobs += [generation, campaign_hull]
         output: dict[str, Any] = {"generation": generation.output, "campaign_hull": campaign_hull.output, "validation": None}
         if self.validation is not None:
             references = hull.references or LocalFileReferences()
@@ -155,11 +182,16 @@ class ScreeningMaker(Maker):
             name=f"{spec.name}: hull",
             references=_references(spec, campaign_dir),
             stability_threshold=spec.hull.stability_threshold,
+            allow_unconverged=spec.hull.allow_unconverged,
             elemental_relax_settings=spec.relax,
             device=spec.potential.device,
+            potential_options=spec.potential.options,
             campaign=spec.name,
         )
-        return cls(name=spec.name, generation=generation, relax=relax, hull=hull, validation=_validation(spec))
+        return cls(
+            name=spec.name, generation=generation, relax=relax, hull=hull, validation=_validation(spec),
+            consistent_references=_consistent_references(spec, campaign_dir, hull.references, relax),
+        )
 
 
 def _sources(spec: CampaignSpec) -> list[CandidateSourceMaker]:
@@ -170,7 +202,7 @@ def _sources(spec: CampaignSpec) -> list[CandidateSourceMaker]:
         s = g.substitution
         sources.append(
             SubstitutionMaker(
-                templates=[resolve_data_path(p) for p in s.templates],
+                templates=list(s.templates),  # package: names resolve in the job
                 threshold=s.threshold,
                 max_substituted_species=s.max_substituted_species,
                 allowed_elements=s.allowed_elements,
@@ -196,25 +228,47 @@ def _sources(spec: CampaignSpec) -> list[CandidateSourceMaker]:
     return sources
 
 
-def resolve_data_path(path: str) -> str:
-    """``package:<file>`` names a data file shipped in ``matris_flows/data``; ``shared:<file>`` one in
-    the project's shared reference data folder (development machines only)."""
-    if path.startswith("package:"):
-        from importlib.resources import files
-
-        return str(files("matris_flows").joinpath("data", path.removeprefix("package:")))
-    if path.startswith("shared:"):
-        return str(shared_data_dir() / path.removeprefix("shared:"))
-    return path
-
-
 def _references(spec: CampaignSpec, campaign_dir: str | Path | None):
     refs = spec.hull.references
     if refs.provider == "mp_api":
-        cache = make_collection_store(spec.store_config(), campaign_dir, MP_CACHE_COLLECTION)
+        # by name: the Flow, the journal and every hull task carry the config, never a credentialed store
+        cache = CampaignStore(spec.store_config(), MP_CACHE_COLLECTION, campaign_dir)
         return MPApiReferences(cache_store=cache)
-    paths = [resolve_data_path(p) for p in refs.paths] if refs.paths else None
+    paths = list(refs.paths) if refs.paths else None  # package: names resolve in the job
     return LocalFileReferences(paths=paths, snapshot_date=refs.snapshot_date)
+
+
+def _campaign_elements(spec: CampaignSpec) -> set[str] | None:
+    """Elements the candidates can have, when the sources declare them (None: files and substitutions can bring any)."""
+    g = spec.generation
+    if g.files or g.substitution:
+        return None
+    elements: set[str] = set()
+    if g.prototypes:
+        elements.update(el for group in g.prototypes.element_lists for el in group)
+    if g.random_search:
+        elements.update(el.symbol for formula in g.random_search.compositions for el in Composition(formula).elements)
+    return elements
+
+
+def _consistent_references(
+    spec: CampaignSpec, campaign_dir: str | Path | None, references, relax: RelaxMaker
+) -> ConsistentReferencesMaker | None:
+    """The consistent-hull job of a potential whose energies are not on the MP scale (None for MP-scale ones)."""
+    if uses_mp_hull(parse_potential(spec.potential.name, spec.potential.options).energy_convention):
+        return None
+    refs = spec.hull.references
+    cache = CampaignStore(spec.store_config(), CONSISTENT_CACHE_COLLECTION, campaign_dir) if refs.internal_cache else None
+    return ConsistentReferencesMaker(
+        name=f"{spec.name}: consistent references",
+        references=references,
+        relax=copy_relax_maker(relax, f"{spec.name}: consistent references relax"),
+        chemsys=refs.internal_chemsys,
+        elements=None if (elements := _campaign_elements(spec)) is None else sorted(elements),
+        window_ev=refs.internal_window_ev,
+        cache_store=cache,
+        chunk_size=spec.generation.chunk_size,
+    )
 
 
 def _validation(spec: CampaignSpec) -> Maker | None:
@@ -223,6 +277,11 @@ def _validation(spec: CampaignSpec) -> Maker | None:
         return None
     from matris_flows.validation import GpawHullValidationMaker, SelectionSettings, ValidationMaker, VaspValidationMaker
 
-    backend = GpawHullValidationMaker() if v.backend == "gpaw" else VaspValidationMaker()
-    selection = SelectionSettings(top_k=v.top_k, max_e_above_hull=v.max_e_above_hull, budget=v.budget)
+    if v.backend == "gpaw":
+        backend = GpawHullValidationMaker(reference_window=v.reference_window, stable_tolerance=v.stable_tolerance)
+    else:
+        backend = VaspValidationMaker()
+    selection = SelectionSettings(
+        top_k=v.top_k, max_e_above_hull=v.max_e_above_hull, budget=v.budget, allow_unconverged=v.allow_unconverged
+    )
     return ValidationMaker(selection=selection, backend_maker=backend)

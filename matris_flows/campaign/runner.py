@@ -14,6 +14,12 @@ A campaign lives in one directory:
 - ``campaign.lock``: ``<PID>\\n<host>`` of the driver running the campaign;
 - with the embedded default store, ``database/``.
 
+The files are readable by their owner only (mode 0600). None holds a secret: the spec and
+the Flow name stores by their config (environment variable names, see
+:class:`~matris_flows.stores.CampaignStore`). ``flow.json`` is decoded with the class
+allowlist of :mod:`matris_flows.core.serialization` (and only its job uuids are taken
+from it), so a tampered file cannot make a resume import or run anything.
+
 Only the driver process writes to an embedded store. Heavy imports (jobflow, Dask, the
 Makers) happen inside the functions that run a campaign, so ``status`` stays fast.
 """
@@ -24,6 +30,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import sys
@@ -39,6 +46,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from matris_flows.campaign.spec import CampaignSpec, SpecError, check_spec_files, load_spec
+from matris_flows.core.serialization import UnsafeJSONError, safe_loads
 from matris_flows.stores import StoreConfig, connect_job_store, make_candidates_store, make_collection_store, make_job_store
 
 if TYPE_CHECKING:
@@ -78,6 +86,10 @@ class CampaignSummary(BaseModel):
     relaxed: int = Field(0, description="Candidates with a relaxed energy.")
     failed: int = Field(0, description="Candidates that failed relaxation or had no usable hull.")
     stable: int = Field(0, description="Candidates with is_stable.")
+    new_stable: int = Field(
+        0,
+        description="New materials: is_stable_campaign, no known reference phase, no duplicate (query --novel --stable-campaign).",
+    )
     validated: int = Field(0, description="Candidates with a DFT validation document.")
     jobs_failed: int | None = Field(None, description="Jobs that raised (their dependants were skipped); not counted by run_locally.")
     failures: list[FailedJob] = Field(default_factory=list, description="The jobs that raised, with their errors.")
@@ -85,14 +97,16 @@ class CampaignSummary(BaseModel):
     wall_time_s: float = Field(0.0, description="Wall time of this run.")
 
 
-def write_atomic(path: str | Path, text: str) -> None:
+def write_atomic(path: str | Path, text: str, mode: int = 0o600) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory and ``os.replace``.
 
-    A reader (or a crash) never sees a half-written file.
+    A reader (or a crash) never sees a half-written file. The file is readable by its
+    owner only (``mode``): campaign files describe the user's stores and jobs.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -204,6 +218,7 @@ def clear_campaign_stores(config: StoreConfig, directory: str | Path) -> None:
 def campaign_log(directory: str | Path) -> Iterator[Path]:
     """Log INFO and above (the dask manager logs failed jobs' tracebacks at INFO) to ``campaign.log``."""
     path = Path(directory) / LOG_FILE
+    os.close(os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))  # owner-only, like the other campaign files
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -265,6 +280,9 @@ def _flow_uuids(encoded: dict) -> list[str]:
     return uuids
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def rebuild_flow(flow: Flow, recorded: dict) -> Flow:
     """``flow`` (freshly built from the spec) with the uuids of the Flow ``recorded`` in ``flow.json``.
 
@@ -272,23 +290,31 @@ def rebuild_flow(flow: Flow, recorded: dict) -> Flow:
     one is the k-th of the other; uuids are unique random strings, so replacing them in
     the JSON also rewrites every reference and host list. Finished jobs keep their uuids
     (and are skipped on resume); a failed top-level job reruns with the rebuilt inputs.
-    Limitation: jobs created while the campaign runs (generation shards, relaxation and
-    hull chunks) are restored from the journal records of the jobs that created them, so
-    a failed chunk reruns with the inputs it was created with (paths, settings), in the
-    current environment (files supplied since, installed modules, environment variables).
+    Jobs created while the campaign runs (generation shards, relaxation and hull chunks) are
+    restored from the journal records of the jobs that created them. Their inputs are what
+    the spec says and nothing the environment decided: data files keep their spec names
+    (``package:`` ones resolve inside the job), stores are opened from the store config and
+    the environment variables it names, potentials load by name. So a failed chunk reruns
+    with the same inputs a rebuilt flow would give it, in the current environment (files
+    supplied since, installed modules, environment variables).
     """
-    from monty.json import MontyDecoder
-
     text = flow.to_json()
-    fresh, kept = _flow_uuids(json.loads(text)), _flow_uuids(recorded)
+    try:
+        fresh, kept = _flow_uuids(json.loads(text)), _flow_uuids(recorded)
+    except (KeyError, TypeError, AttributeError):
+        raise SpecError(f"{FLOW_FILE} is not a saved matris-flows Flow; start over with --fresh or use another --dir") from None
     if len(fresh) != len(kept):
         raise SpecError(
             "the campaign's Flow does not have the shape it was started with (another matris-flows version?); "
             "start over with --fresh or use another --dir"
         )
+    # Only uuids come from the file, and they are pasted into the JSON: anything but a uuid
+    # could inject JSON (an @module to import) into the Flow.
+    if bad := next((uuid for uuid in kept if not isinstance(uuid, str) or not _UUID.fullmatch(uuid)), None):
+        raise SpecError(f"{FLOW_FILE} holds {str(bad)[:80]!r} where a job uuid belongs; it was not written by matris-flows")
     for new, old in zip(fresh, kept, strict=True):
         text = text.replace(new, old)
-    return json.loads(text, cls=MontyDecoder)
+    return safe_loads(text, FLOW_FILE)
 
 
 def _prepare(spec: CampaignSpec, directory: Path, spec_path: Path | None, fresh: bool) -> tuple[Flow, dict]:
@@ -306,11 +332,16 @@ def _prepare(spec: CampaignSpec, directory: Path, spec_path: Path | None, fresh:
                 f"campaign directory {str(directory)!r} was started with a different spec; "
                 "resume it with its own spec.yaml, start over with --fresh, or use another --dir"
             )
-    flow = ScreeningMaker.from_spec(spec, directory).make()
+    # from the resolved spec: a store file named relative to the spec is found whatever the working directory
+    flow = ScreeningMaker.from_spec(resolved, directory).make()
     if fresh or not flow_file.exists():
         write_atomic(directory / SPEC_FILE, yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False))
     else:
-        flow = rebuild_flow(flow, json.loads(flow_file.read_text()))
+        try:
+            recorded = json.loads(flow_file.read_text())
+        except ValueError:
+            raise SpecError(f"{flow_file} is not valid JSON; start over with --fresh or use another --dir") from None
+        flow = rebuild_flow(flow, recorded)
     stages = ("generation", "campaign_hull", "validation", "publish_validation")
     manifest = {"name": spec.name, **{key: job.uuid for key, job in zip(stages, flow.jobs, strict=False)}}
     write_atomic(flow_file, flow.to_json())
@@ -396,12 +427,16 @@ def _run(
         # Workers write directly where the store takes concurrent writers (MongoDB), each
         # connecting from the store config and its own environment; else the driver writes.
         direct = partial(connect_job_store, store_config, directory) if store_config.concurrent_writers else False
-        options = {"resume": resume, "progress": on_event, "keep_responses": False, "direct_writes": direct}
-        if client is not None:
-            run_on_dask(flow, job_store, client, **options)
-        else:
-            with open_client(spec.execution) as own_client:
-                run_on_dask(flow, job_store, own_client, **options)
+        options = {"resume": resume, "progress": on_event, "keep_responses": False, "direct_writes": direct,
+                   "stall_timeout": spec.execution.stall_timeout}
+        try:
+            if client is not None:
+                run_on_dask(flow, job_store, client, **options)
+            else:
+                with open_client(spec.execution) as own_client:
+                    run_on_dask(flow, job_store, own_client, **options)
+        except UnsafeJSONError as exc:  # a tampered journal record: one line, nothing of it ran
+            raise SpecError(f"campaign directory {str(directory)!r}: {exc}") from None
     wall = time.perf_counter() - start
 
     candidates_store = make_candidates_store(store_config, directory)
@@ -436,6 +471,8 @@ def _collect(name: str, directory: Path, job_store: JobStore, candidates_store: 
     """Counts of a campaign, read from its stores (candidates are already published by the hull jobs)."""
     with job_store:
         report = generation_totals(job_store)
+    from matris_flows.results.query import NOVEL_QUERY
+
     campaign = {"campaign": name}
     n_candidates = candidates_store.count(campaign)
     return CampaignSummary(
@@ -448,6 +485,7 @@ def _collect(name: str, directory: Path, job_store: JobStore, candidates_store: 
         relaxed=candidates_store.count({**campaign, "relaxation.status": {"$in": ["converged", "not_converged"]}}),
         failed=n_candidates - candidates_store.count({**campaign, "thermo_status": "ok"}),
         stable=candidates_store.count({**campaign, "is_stable": True}),
+        new_stable=candidates_store.count({"$and": [campaign, {"is_stable_campaign": True}, NOVEL_QUERY]}),
         validated=candidates_store.count({**campaign, "validation": {"$ne": None}}),
     )
 

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from matris_flows.execution.profile import ExecutionProfile
 from matris_flows.generation.filters import FilterSettings
 from matris_flows.generation.pipeline import DedupSettings
-from matris_flows.potentials.naming import DEFAULT_POTENTIAL, parse_potential
+from matris_flows.potentials.naming import DEFAULT_POTENTIAL, check_import_allowed, parse_potential
+from matris_flows.relax.defaults import resolve_settings
 from matris_flows.relax.schemas import RelaxSettings
 from matris_flows.stores import StoreConfig, load_store_config
 
@@ -86,11 +87,21 @@ class PotentialSpecModel(BaseModel):
     model_config = _STRICT
     name: str = Field(DEFAULT_POTENTIAL, description="MatRIS key, checkpoint path, chgnet, sevennet, hienet or ASE import path.")
     device: str = Field("auto", description="auto, cpu or cuda[:n].")
-    options: dict = Field(default_factory=dict, description="Loader options (MatRIS mode, tf32, ...).")
+    options: dict = Field(
+        default_factory=dict,
+        description="Loader options (MatRIS mode, tf32; CHGNet model_version; SevenNet model, modal; ASE calculator_kwargs). "
+        "The ones that choose weights also choose the energy convention.",
+    )
+    allow_import: bool = Field(
+        False,
+        description="Allow an import-path potential outside the allowlist (ase.calculators.* and calculators registered "
+        "under the 'matris_flows.potentials' entry point). A spec with it is code: it runs what it names on every worker.",
+    )
 
     @model_validator(mode="after")
     def _known_name(self):
-        parse_potential(self.name)
+        parse_potential(self.name, self.options)
+        check_import_allowed(self.name, self.allow_import, self.options)  # imports nothing outside ASE's own modules
         return self
 
 
@@ -103,8 +114,26 @@ class ReferenceSpec(BaseModel):
         description="Local entry files or the Materials Project API (cached in the campaign store). Potentials "
         "whose energies are not MP-compatible always get a campaign-internal hull instead.",
     )
-    paths: list[str] | None = Field(None, description="Entry files for local_files (default: the shared MP data).")
+    paths: list[str] | None = Field(
+        None,
+        description="Entry files for local_files ('package:<file>' names a packaged file). Default: the MP Li-Fe-O data "
+        "shipped in the package; other systems need their own files.",
+    )
     snapshot_date: str | None = Field(None, description="ISO date of the reference data, for provenance.")
+    internal_window_ev: float = Field(
+        0.1,
+        ge=0,
+        description="Potentials not on the MP energy scale: the MP phases up to this far above the MP hull (eV/atom, "
+        "elements included) are relaxed with the campaign's potential and settings and make its consistent hull.",
+    )
+    internal_chemsys: list[str] | None = Field(
+        None,
+        description="Chemical systems of that consistent hull (default: the systems the reference files cover, "
+        "restricted to the elements of prototype/random-search sources).",
+    )
+    internal_cache: bool = Field(
+        True, description="Reuse (and keep) those relaxed phases in the store's consistent_references collection."
+    )
 
 
 class HullSpec(BaseModel):
@@ -113,6 +142,11 @@ class HullSpec(BaseModel):
     model_config = _STRICT
     references: ReferenceSpec = Field(default_factory=ReferenceSpec)
     stability_threshold: float = Field(0.0, ge=0, description="is_stable when e_above_hull <= this, eV/atom.")
+    allow_unconverged: bool = Field(
+        False,
+        description="Let unconverged relaxations (relaxation.converged false) be called stable and be selected for DFT "
+        "validation. Off: they are reported with their numbers but never stable.",
+    )
 
 
 class ValidationSpec(BaseModel):
@@ -124,6 +158,13 @@ class ValidationSpec(BaseModel):
     top_k: int = Field(3, ge=1, description="Candidates per chemical system.")
     max_e_above_hull: float = Field(0.05, ge=0, description="Only candidates at most this far above the hull, eV/atom.")
     budget: int | None = Field(None, ge=1, description="Total number of DFT validations.")
+    allow_unconverged: bool = Field(False, description="Also validate candidates whose MLIP relaxation did not converge.")
+    reference_window: float = Field(
+        0.1, ge=0, description="gpaw: MP reference phases within this of the MP hull are recomputed, eV/atom (elements included)."
+    )
+    stable_tolerance: float = Field(
+        0.005, gt=0, description="gpaw: DFT e_above_hull at or below this counts as confirmed stable, eV/atom (numerical noise)."
+    )
 
 
 class CampaignSpec(BaseModel):
@@ -134,11 +175,21 @@ class CampaignSpec(BaseModel):
     description: str = ""
     generation: GenerationSpec
     potential: PotentialSpecModel = Field(default_factory=PotentialSpecModel)
-    relax: RelaxSettings = Field(default_factory=RelaxSettings)
+    relax: RelaxSettings = Field(
+        default_factory=RelaxSettings,
+        description="Relaxation settings; fmax and max_steps not given here are the potential's benchmark values "
+        "(matris_flows/relax/defaults.py), filled in when the spec is loaded and recorded in every document.",
+    )
     hull: HullSpec = Field(default_factory=HullSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     store: StoreConfig | str = Field(default_factory=StoreConfig, description="Store config, inline or a path to a stores/*.yaml file.")
     execution: ExecutionProfile = Field(default_factory=ExecutionProfile)
+
+    @model_validator(mode="after")
+    def _effective_relax_settings(self):
+        # The spec's values win; the rest come from the potential's row of the defaults table.
+        self.relax = resolve_settings(self.relax, self.potential.name)
+        return self
 
     def store_config(self, base: Path | None = None) -> StoreConfig:
         """The store configuration, loading it from a file when the spec names one."""

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
@@ -25,6 +28,10 @@ _NOISE: tuple[tuple[type[Warning], str, str], ...] = (
     (FutureWarning, r".*\bcd\b.*", r".*"),  # jobflow's ``cd`` deprecation is raised from the caller's frame
     (UserWarning, r".*CHGNet.*", r".*"),
     (UserWarning, r".*TypedStorage is deprecated.*", r".*"),
+    # CHGNet's own ``torch.tensor(volumes)`` on a graph tensor (chgnet/model/model.py), every batch.
+    (UserWarning, r"Converting a tensor with requires_grad=True to a scalar.*", r".*"),
+    # A campaign's flow grows by additions and replacements, so unconnected jobs are expected.
+    (UserWarning, r"Some jobs are not connected.*", r"jobflow(\..*)?"),
 )
 
 
@@ -32,6 +39,32 @@ def silence_library_warnings() -> None:
     """Install warning filters for the known noise of torch, jobflow and CHGNet (idempotent)."""
     for category, message, module in _NOISE:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+class _DropMessages(logging.Filter):
+    """Drop log records whose message starts with one of ``prefixes``."""
+
+    def __init__(self, *prefixes: str) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+_NANNY_KILL = _DropMessages("Worker process still alive after")
+
+
+def quiet_dask_shutdown() -> None:
+    """Drop the nanny's warning that it killed a worker at shutdown (idempotent).
+
+    A worker that imported torch takes seconds to tear down its interpreter; when the cluster
+    closes after the last result is stored, the nanny kills it after 4 s and says so. Nothing
+    is lost then, so the warning is noise on the campaign's console.
+    """
+    logger = logging.getLogger("distributed.nanny")
+    if _NANNY_KILL not in logger.filters:
+        logger.addFilter(_NANNY_KILL)
 
 
 def quiet_warp() -> None:
@@ -53,9 +86,42 @@ def import_torch_sim() -> ModuleType:
     """
     silence_library_warnings()
     quiet_warp()
-    import torch_sim
+    # Warp's native init prints a CUDA-driver warning straight to fd 2 on every CPU-only process.
+    with native_stderr_without(_WARP_NO_DRIVER):
+        import torch_sim
 
     return torch_sim
+
+
+_WARP_NO_DRIVER = "Warp CUDA warning: Could not find or load the NVIDIA CUDA driver"
+
+
+@contextmanager
+def native_stderr_without(prefix: str) -> Iterator[None]:
+    """Run a block with file descriptor 2 captured, then pass on every line but those starting with ``prefix``.
+
+    For messages that native code writes with ``fprintf(stderr, ...)``, out of reach of the
+    ``warnings`` and ``logging`` filters. Everything else the block writes still reaches stderr.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (embedded interpreters): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        sys.stderr.flush()
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines(keepends=True) if not line.startswith(prefix)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 @contextmanager

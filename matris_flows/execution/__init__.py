@@ -8,9 +8,10 @@ _EXPORTS = {
     "open_client": "clusters",
     "JobEvent": "dask_manager",
     "run_on_dask": "dask_manager",
+    "StalledError": "dask_manager",
 }
 
-__all__ = ["ExecutionProfile", "JobEvent", "open_client", "run_on_dask"]
+__all__ = ["ExecutionProfile", "JobEvent", "StalledError", "open_client", "run_on_dask"]
 
 
 def __getattr__(name: str):

@@ -9,19 +9,26 @@ imported there) and through :class:`PinThreadsPlugin` for torch.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dask
 from distributed import Client, WorkerPlugin
+from distributed.deploy.adaptive import Adaptive
 
 from matris_flows.core.threads import pin_threads, thread_env
 from matris_flows.execution.profile import ExecutionProfile, _visible_gpus
 
-__all__ = ["AssignGPUPlugin", "ExecutionProfile", "PinThreadsPlugin", "QuietPlugin", "jobqueue_kwargs", "make_cluster", "open_client"]
+__all__ = [
+    "AssignGPUPlugin", "ExecutionProfile", "PinThreadsPlugin", "QuietPlugin", "ReplacingAdaptive",
+    "cluster_security", "jobqueue_kwargs", "make_cluster", "open_client",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +114,49 @@ def _config_env(config: dict[str, Any]) -> dict[str, str]:
     return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value) for key, value in config.items()}
 
 
+def cluster_security(profile: ExecutionProfile):
+    """The ``distributed.security.Security`` of ``profile``'s scheduler, workers and driver, or None.
+
+    TLS is on by default off the local machine (slurm/pbs/address): anyone who reaches an
+    open scheduler can run code on every worker. Batch clusters started here get a
+    throwaway self-signed certificate (``Security.temporary``) unless ``tls_*`` files are given.
+    """
+    if not profile.use_tls:
+        return None
+    from distributed.security import Security
+
+    if profile.tls_ca_file:
+        files = {"ca": profile.tls_ca_file, "cert": profile.tls_cert, "key": profile.tls_key}
+        files = {role: str(Path(path).expanduser()) for role, path in files.items()}
+        return Security(
+            tls_ca_file=files["ca"],
+            **{f"tls_{role}_{kind}": files[kind] for role in ("scheduler", "worker", "client") for kind in ("cert", "key")},
+            require_encryption=True,
+        )
+    return Security.temporary()
+
+
+def _shared_temp_directory(profile: ExecutionProfile) -> str:
+    """Where dask-jobqueue writes the worker's copy of a throwaway certificate: private to the user."""
+    directory = Path(profile.shared_temp_directory).expanduser()
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.chmod(0o700)
+    return str(directory)
+
+
+def _lifetime_args(profile: ExecutionProfile) -> list[str]:
+    """``dask worker`` options that retire a batch worker gracefully before its walltime.
+
+    The worker then exits, its job ends and the adaptive cluster submits a fresh one; no
+    ``--lifetime-restart``, which would restart the worker inside the same job and leave it
+    to be killed at the walltime in the middle of a task.
+    """
+    lifetime = profile.lifetime_seconds()
+    if lifetime is None:
+        return []
+    return ["--lifetime", f"{lifetime[0]:.0f}s", "--lifetime-stagger", f"{lifetime[1]:.0f}s"]
+
+
 def jobqueue_kwargs(profile: ExecutionProfile) -> dict[str, Any]:
     """Keyword arguments of ``SLURMCluster``/``PBSCluster`` for ``profile``."""
     threads = profile.worker_threads()
@@ -124,7 +174,10 @@ def jobqueue_kwargs(profile: ExecutionProfile) -> dict[str, Any]:
             *profile.job_script_prologue,
             *(f"export {k}={v}" for k, v in {**thread_env(threads), **_config_env(QUIET_WORKER_CONFIG)}.items()),
         ],
-        "worker_extra_args": [],
+        "worker_extra_args": _lifetime_args(profile),
+        # no web dashboard, and the scheduler's remaining HTTP routes (metrics, health) on
+        # the loopback interface: they take no authentication
+        "scheduler_options": {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
     }
     gpus_per_job = profile.gpus_per_worker * profile.processes
     if profile.kind == "slurm":
@@ -139,6 +192,9 @@ def jobqueue_kwargs(profile: ExecutionProfile) -> dict[str, Any]:
         )
     if profile.local_directory:
         kwargs["local_directory"] = profile.local_directory
+    if profile.use_tls:
+        kwargs["security"] = cluster_security(profile)
+        kwargs["shared_temp_directory"] = _shared_temp_directory(profile)
     if profile.gpus_per_worker:
         # jobs that need a GPU ask for it with resources={"GPU": 1}
         kwargs["worker_extra_args"] += [
@@ -158,6 +214,8 @@ def make_cluster(profile: ExecutionProfile):
             "n_workers": profile.local_workers(),
             "threads_per_worker": profile.threads_per_worker,
             "processes": True,
+            # scheduler and workers on the loopback interface only: nobody else can connect
+            "host": "127.0.0.1",
             # in the environment before numpy/torch are imported in the worker
             "env": thread_env(threads),
             "dashboard_address": None,
@@ -181,6 +239,52 @@ def make_cluster(profile: ExecutionProfile):
     raise ValueError(f"profile kind {profile.kind!r} has no cluster to create")
 
 
+class ReplacingAdaptive(Adaptive):
+    """Adaptive scaling that also replaces batch jobs whose workers have all left.
+
+    A worker job ends at its worker's lifetime, at the walltime or on ``scancel``. The
+    cluster still counts such a job in its plan (a multi-process job always, a single
+    worker until ``lost-worker-timeout``), so plain ``adapt`` may see nothing to do. Here a
+    job whose workers have all been seen and are all gone for ``grace`` seconds is
+    forgotten (and cancelled, in case it lingers), so the next round submits a new one.
+    """
+
+    def __init__(self, *args, grace: float = 5.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.grace = grace
+        self._seen: set[str] = set()
+        self._gone_since: dict[str, float] = {}
+        self.replaced = 0  # jobs forgotten so far (for logs and tests)
+
+    async def recommendations(self, target: int) -> dict:
+        self._forget_ended_jobs()
+        return await super().recommendations(target)
+
+    def _forget_ended_jobs(self) -> None:
+        cluster = self.cluster
+        alive = {str(info.get("name")) for info in cluster.scheduler_info.get("workers", {}).values()}
+        now = time.monotonic()
+        for job_name, spec in list(cluster.worker_spec.items()):
+            names = {f"{job_name}{suffix}" for suffix in spec.get("group", [""])}
+            if names & alive:
+                self._seen.add(job_name)
+                self._gone_since.pop(job_name, None)
+                continue
+            if job_name not in self._seen:  # queued or starting
+                continue
+            if now - self._gone_since.setdefault(job_name, now) < self.grace:
+                continue
+            logger.info(f"worker job {job_name} has ended; submitting a replacement")
+            del cluster.worker_spec[job_name]
+            job = cluster.workers.pop(job_name, None)
+            if job is not None:
+                task = asyncio.ensure_future(job.close())
+                cluster._futures.add(task)  # the cluster awaits these on close
+            self._seen.discard(job_name)
+            self._gone_since.pop(job_name, None)
+            self.replaced += 1
+
+
 @contextlib.contextmanager
 def open_client(profile: ExecutionProfile | None = None) -> Iterator[Client]:
     """A ``distributed.Client`` for ``profile`` (default: local), closed on exit."""
@@ -189,12 +293,14 @@ def open_client(profile: ExecutionProfile | None = None) -> Iterator[Client]:
     profile = profile or ExecutionProfile()
     cluster = None
     if profile.kind == "address":
-        client = Client(profile.address)
+        client = Client(profile.address, security=cluster_security(profile))
     else:
         cluster = make_cluster(profile)
         if profile.kind in ("slurm", "pbs"):
-            cluster.scale(jobs=profile.n_workers or 1)
-        client = Client(cluster)
+            # adaptive, not a one-off scale: jobs that end (lifetime, walltime, scancel) are replaced
+            minimum, maximum = profile.job_range()
+            cluster.adapt(Adaptive=ReplacingAdaptive, minimum_jobs=minimum, maximum_jobs=maximum)
+        client = Client(cluster)  # takes the cluster's security
     try:
         client.register_plugin(QuietPlugin())
         threads = profile.worker_threads()

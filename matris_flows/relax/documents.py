@@ -6,7 +6,7 @@ from pymatgen.core import Structure
 
 from matris_flows.core.chemsys import chemsys_of
 from matris_flows.potentials.loader import Potential
-from matris_flows.relax.checks import result_problem
+from matris_flows.relax.checks import collapse_problem, result_problem
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings, RelaxStatus
 
 
@@ -61,7 +61,7 @@ def finished_document(
 ) -> RelaxationDocument:
     """A document for a relaxation that ran to the end (converged or out of steps)."""
     volume_ratio = final_structure.volume / input_structure.volume
-    problem = result_problem(energy, forces, volume_ratio, settings)
+    problem = result_problem(energy, forces, volume_ratio, settings) or collapse_problem(final_structure, settings)
     if problem:
         return failed_document(candidate_id, input_structure, problem, potential, settings, engine, wall_time_s, n_steps)
     max_force = float(np.linalg.norm(forces, axis=1).max()) if len(forces) else 0.0

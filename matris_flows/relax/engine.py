@@ -10,6 +10,7 @@ from matris_flows.potentials.loader import Potential, load_potential
 from matris_flows.potentials.naming import DEFAULT_POTENTIAL, PotentialKind
 from matris_flows.relax import ase_engine, torchsim_engine
 from matris_flows.relax.checks import input_problem
+from matris_flows.relax.defaults import resolve_settings
 from matris_flows.relax.documents import failed_document
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings, RelaxTrajectory
 
@@ -51,8 +52,8 @@ def relax_with_trajectories(
     Bad inputs and model failures become FAILED documents; the other structures finish.
     Trajectories are recorded by the per-structure engine only.
     """
-    settings = settings or RelaxSettings()
     potential = potential if isinstance(potential, Potential) else load_potential(potential, device=device)
+    settings = resolve_settings(settings, potential.name)  # unset fmax/max_steps: the potential's benchmark values
     ids = list(candidate_ids) if candidate_ids is not None else [candidate_id(s) for s in structures]
     if len(ids) != len(structures):
         raise ValueError(f"{len(structures)} structures but {len(ids)} candidate ids")

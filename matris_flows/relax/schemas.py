@@ -2,7 +2,7 @@
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from matris_flows.core.serialization import JsonStructure
 from matris_flows.potentials.naming import PotentialInfo
@@ -19,8 +19,11 @@ class RelaxStatus(StrEnum):
 class RelaxSettings(BaseModel):
     """Relaxation settings, recorded with every result.
 
-    Defaults follow the MatRIS Matbench Discovery runs: FIRE + FrechetCellFilter,
-    fmax 0.05 eV/Å, at most 500 steps.
+    FIRE + FrechetCellFilter, as in the Matbench Discovery runs. ``fmax`` and ``max_steps``
+    left unset (None) take the potential's benchmark values from
+    :mod:`matris_flows.relax.defaults` (MatRIS-10M-OAM: 0.02 eV/Å; CHGNet, SevenNet,
+    HIENet, MatRIS-10M-MP: 0.05; 500 steps) when the relaxation starts; the documents
+    record the values used and ``defaults_source``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -28,14 +31,26 @@ class RelaxSettings(BaseModel):
     optimizer: str = Field("FIRE", description="ASE optimizer name (FIRE, BFGS, LBFGS, ...).")
     cell_filter: str = Field("FrechetCellFilter", description="ASE filter used when the cell relaxes.")
     relax_cell: bool = Field(True, description="Relax lattice vectors as well as positions.")
-    fmax: float = Field(0.05, gt=0, description="Force (and cell-force) convergence threshold, eV/Å.")
-    max_steps: int = Field(500, ge=0, description="Maximum number of optimizer steps.")
+    fmax: float | None = Field(
+        None, gt=0, description="Force (and cell-force) convergence threshold, eV/Å; None: the potential's benchmark value."
+    )
+    max_steps: int | None = Field(None, ge=0, description="Maximum number of optimizer steps; None: the potential's benchmark value.")
     fix_symmetry: bool = Field(False, description="Keep the input space group (ASE FixSymmetry).")
     symprec: float = Field(1e-3, gt=0, description="Symmetry tolerance for fix_symmetry, Å.")
     engine: str = Field("auto", description="'ase' (per structure), 'torchsim' (batched) or 'auto'.")
     min_distance: float = Field(0.5, gt=0, description="Interatomic distances below this (Å) fail the input.")
     max_volume_ratio: float = Field(
         3.0, gt=1, description="A relaxation whose volume changes by more than this factor is failed."
+    )
+    collapse_fraction: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="A relaxed structure with two atoms closer than this fraction of the sum of their covalent radii "
+        "has collapsed: the relaxation is failed with the pair named.",
+    )
+    defaults_source: str | None = Field(
+        None, description="Which values came from the per-potential defaults table, and that table's source (model card)."
     )
 
 
@@ -47,6 +62,11 @@ class RelaxationDocument(BaseModel):
     chemsys: str = Field(description="Chemical system, elements sorted and joined by '-'.")
     nsites: int = Field(description="Number of sites in the cell.")
     status: RelaxStatus = Field(description="converged, not_converged or failed.")
+    converged: bool = Field(
+        False,
+        description="Whether the forces fell below fmax within max_steps (status converged). Unconverged results are never "
+        "called stable or sent to DFT unless the spec allows it (hull.allow_unconverged).",
+    )
     failure_reason: str | None = Field(None, description="Why the relaxation failed or did not converge.")
     input_structure: JsonStructure = Field(description="Structure before relaxation.")
     structure: JsonStructure | None = Field(None, description="Relaxed structure (last frame if not converged).")
@@ -63,6 +83,12 @@ class RelaxationDocument(BaseModel):
     potential: PotentialInfo = Field(description="Model, checkpoint hash and package versions.")
     settings: RelaxSettings = Field(description="Relaxation settings used.")
     trajectory_stored: bool = Field(False, description="Whether the trajectory went to the data store.")
+
+    @model_validator(mode="after")
+    def _converged_follows_status(self):
+        # One source of truth: the flag is the status, spelled as a queryable boolean.
+        self.converged = self.status is RelaxStatus.CONVERGED
+        return self
 
     @property
     def succeeded(self) -> bool:
@@ -84,6 +110,9 @@ class RelaxationSummary(BaseModel):
     """
 
     status: RelaxStatus = Field(description="converged, not_converged or failed.")
+    converged: bool = Field(
+        False, description="Whether the relaxation converged (never stable or selected for DFT otherwise, unless allowed)."
+    )
     failure_reason: str | None = Field(None, description="Why the relaxation failed or did not converge.")
     energy: float | None = Field(None, description="Total energy of the relaxed structure, eV (model convention).")
     energy_per_atom: float | None = Field(None, description="Energy per atom, eV/atom.")
@@ -96,6 +125,11 @@ class RelaxationSummary(BaseModel):
     settings: RelaxSettings = Field(description="Relaxation settings used.")
     trajectory_stored: bool = Field(False, description="Whether the trajectory went to the data store.")
     relax_job: str | None = Field(None, description="uuid of the relaxation job whose output holds the full record.")
+
+    @model_validator(mode="after")
+    def _converged_follows_status(self):
+        self.converged = self.status is RelaxStatus.CONVERGED
+        return self
 
 
 class RelaxTrajectory(BaseModel):

@@ -12,6 +12,7 @@ from pymatgen.core import Structure
 
 from matris_flows.core.quiet import import_torch_sim
 from matris_flows.potentials.loader import Potential
+from matris_flows.relax.batch_size import batch_atoms_cap
 from matris_flows.relax.documents import finished_document
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings
 
@@ -21,6 +22,8 @@ ENGINE = "torchsim"
 # relaxed, never when the engine is merely chosen (importing them takes seconds and prints).
 _OPTIMIZERS = {"FIRE": "fire", "BFGS": "bfgs", "LBFGS": "lbfgs"}
 _FILTERS = {"FrechetCellFilter": "frechet", "UnitCellFilter": "unit"}
+# Atoms in the CUDA memory probe: big enough that per-atom memory dominates fixed buffers.
+_PROBE_ATOMS = 64
 
 
 def supports(settings: RelaxSettings, potential: Potential) -> bool:
@@ -50,15 +53,20 @@ def relax_batch(
     candidate_ids: list[str],
     potential: Potential,
     settings: RelaxSettings,
-    max_atoms_per_batch: int = 512,
+    max_atoms_per_batch: int | None = None,
 ) -> list[RelaxationDocument]:
-    """Relax pre-checked structures together; raises if the batched model fails (caller falls back)."""
+    """Relax pre-checked structures together; raises if the batched model fails (caller falls back).
+
+    ``max_atoms_per_batch`` defaults to :func:`batch_atoms_cap` (free memory / bytes per atom).
+    """
     ts = import_torch_sim()
     import torch
     from torch_sim.autobatching import InFlightAutoBatcher
 
     model = potential.batched_model()
     start = perf_counter()
+    if max_atoms_per_batch is None:
+        max_atoms_per_batch = _atoms_cap(structures, potential, model, ts)
     init_fn, step_fn = ts.OPTIM_REGISTRY[getattr(ts.Optimizer, _OPTIMIZERS[settings.optimizer])]
     init_kwargs = {"cell_filter": getattr(ts.CellFilter, _FILTERS[settings.cell_filter])} if settings.relax_cell else {}
     step_kwargs = {"fire_flavor": "ase_fire"} if settings.optimizer == "FIRE" else {}
@@ -109,6 +117,16 @@ def relax_batch(
             )
         )
     return documents
+
+
+def _atoms_cap(structures: list[Structure], potential: Potential, model, ts) -> int:
+    """Memory-sized cap on atoms per call; on CUDA probed with the first few cells."""
+    kind = "matris" if potential.spec.is_matris else potential.spec.kind.value
+    probe = None
+    if str(model.device).startswith("cuda"):
+        first = _chunks_by_atoms(structures, _PROBE_ATOMS)[0]
+        probe = ts.io.structures_to_state([structures[i] for i in first], model.device, model.dtype)
+    return batch_atoms_cap(model, probe, kind=kind)
 
 
 def _final_magmoms(state, model, potential: Potential, max_atoms: int) -> np.ndarray | None:

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pymatgen.core import Structure
 
+from matris_flows.results.formatting import get_path
+
 logger = logging.getLogger(__name__)
 
 StructureFormat = Literal["cif", "poscar", "extxyz", "json"]
@@ -50,6 +52,9 @@ def _write_extxyz(structure: Structure, doc: Mapping[str, Any], path: Path) -> N
         else doc["corrected_energy_per_atom"] * natoms,
         "energy_per_atom": doc.get("energy_per_atom"),
         "e_above_hull": doc.get("e_above_hull"),
+        "e_above_hull_campaign": doc.get("e_above_hull_campaign"),
+        "matches_reference": doc.get("matches_reference"),  # known phase: the reference's material id
+        "source": get_path(doc, "provenance.source"),
     }
     atoms.info.update({k: v for k, v in info.items() if v is not None})
     write(path, atoms, format="extxyz")
@@ -63,8 +68,9 @@ def export_structures(
     Candidates without a relaxed structure (failed relaxations) are skipped and
     named in a warning; the input structure is never written in their place, so
     every file holds a structure whose energy was computed. extxyz files carry
-    the total model energy (``energy``), ``corrected_energy``, ``e_above_hull``
-    and the candidate id in the frame's info.
+    the total model energy (``energy``), ``corrected_energy``, ``e_above_hull``,
+    ``e_above_hull_campaign``, the known phase it matches (``matches_reference``), its
+    generation ``source`` and the candidate id in the frame's info.
 
     Args:
         docs: Candidate documents as stored (structures as pymatgen dicts).

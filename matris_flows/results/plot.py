@@ -330,8 +330,11 @@ def hull_figure(
         cmap = plt.get_cmap(CMAP).with_extremes(bad="0.75")
         stable_mask = np.array([p.is_stable for p in data.candidates])
         xy = np.array(cand_xy)
-        # unstable first, stable (stars) on top
-        mappable = ax.scatter(xy[~stable_mask, 0], xy[~stable_mask, 1], c=values[~stable_mask], cmap=cmap, norm=norm, s=42,
+        # Candidates of one composition share a point when energy is not an axis: draw the highest
+        # first so the one that matters (lowest e_above_hull) is the one seen.
+        unstable = np.flatnonzero(~stable_mask)
+        unstable = unstable[np.argsort(-np.nan_to_num(values[unstable], nan=np.inf), kind="stable")]
+        mappable = ax.scatter(xy[unstable, 0], xy[unstable, 1], c=values[unstable], cmap=cmap, norm=norm, s=42,
                               edgecolors="0.15", linewidths=0.5, zorder=5, gid="candidates")
         if stable_mask.any():
             ax.scatter(xy[stable_mask, 0], xy[stable_mask, 1], c=values[stable_mask], cmap=cmap, norm=norm, marker="*",
@@ -345,6 +348,8 @@ def hull_figure(
         if finite.size:
             low, high = (finite < 0).any(), (finite > color_max).any()
             extend = "both" if low and high else "min" if low else "max" if high else "neither"
+        if n > 2:
+            _count_labels(ax, xy)
         colorbar = figure.colorbar(mappable, ax=ax, extend=extend, shrink=0.8, pad=0.02)
         colorbar.set_label(f"candidate energy above the {data.hull_name.split(' (')[0]} (eV/atom)")
 
@@ -371,6 +376,15 @@ def hull_figure(
     return figure
 
 
+def _count_labels(ax: Axes, xy: np.ndarray) -> None:
+    """``×n`` next to each point where n > 1 candidates of one composition coincide."""
+    positions, counts = np.unique(np.round(xy, 6), axis=0, return_counts=True)
+    for (x, y), count in zip(positions, counts, strict=True):
+        if count > 1:
+            ax.annotate(f"×{count}", (x, y), xytext=(5, -10), textcoords="offset points", fontsize=7, color="0.2",
+                        zorder=7, gid="candidate-count", annotation_clip=False)
+
+
 def _draw_outline(ax: Axes, data: HullData) -> None:
     """Triangle or tetrahedron edges and the element names at the corners."""
     n = len(data.elements)
@@ -393,7 +407,10 @@ def _legend(ax: Axes, data: HullData, has_faint: bool, show_unstable: float) -> 
         handles.append(Line2D([], [], ls="", marker="o", ms=3, color="0.6", alpha=0.6,
                               label=f"{kind} phase above the hull (≤ {show_unstable:g} eV/atom)"))
     if data.candidates:
-        handles.append(Line2D([], [], ls="", marker="o", ms=6, mfc="tab:cyan", mec="0.15", label="candidate (colour: E above hull)"))
+        label = "candidate (colour: E above hull)"
+        if len(data.elements) > 2 and len({tuple(np.round(p.fractions, 6)) for p in data.candidates}) < len(data.candidates):
+            label += "; ×n: n at one composition, lowest shown"
+        handles.append(Line2D([], [], ls="", marker="o", ms=6, mfc="tab:cyan", mec="0.15", label=label))
         if any(p.is_stable for p in data.candidates):
             handles.append(Line2D([], [], ls="", marker="*", ms=11, mfc="tab:cyan", mec="black", label="candidate stable on that hull"))
         if any(p.is_stable_campaign for p in data.candidates):

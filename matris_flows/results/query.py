@@ -1,5 +1,11 @@
 """Queries on the ``candidates`` collection: one filter model, any maggma Store.
 
+Two hulls can be filtered on (see :class:`~matris_flows.thermo.schemas.CandidateDocument`):
+the reference hull (``stable_only``, ``max_e_above_hull``) and the campaign hull, which
+also holds every other candidate (``stable_campaign_only``, ``max_e_above_hull_campaign``).
+``novel_only`` keeps what a screener would call new: assessed, not a known reference
+phase, not a duplicate of another candidate.
+
 Every operator used here ($and, $or, $nor, $all, $lte) behaves the same in MongoDB,
 mongomock (MemoryStore) and montydb (MontyStore). Documents whose sort field is
 null or missing (failed candidates have ``e_above_hull = None``) are returned
@@ -16,11 +22,37 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymatgen.core import Composition, Element
 
 from matris_flows.core.chemsys import chemsys_of, elements_of
-from matris_flows.thermo.schemas import ThermoStatus
+from matris_flows.generation.schemas import Provenance, SourceMethod
+from matris_flows.thermo.schemas import CandidateDocument, ThermoStatus
 from matris_flows.validation.join import CONFIRMED_STABLE_QUERY, VALIDATED_QUERY
 
 TIE_BREAK_FIELD = "candidate_id"
 """Secondary sort key (always ascending), so equal values come back in a fixed order."""
+
+class QueryError(ValueError):
+    """A candidate query that cannot be run (bad option or value); the message is one line."""
+
+
+NOVEL_QUERY: dict[str, Any] = {
+    "$and": [{"thermo_status": ThermoStatus.OK.value}, {"matches_reference": None}, {"duplicate_of": None}]
+}
+"""Assessed candidates that are neither a known reference phase nor a duplicate of another candidate."""
+
+WhereValue = str | int | float | bool | None
+
+
+def where_path(key: str) -> str:
+    """The document path a ``where`` key names: a candidate field or dotted path as given, a provenance field under ``provenance.``.
+
+    Raises ValueError for an operator, an empty part, or a plain name that is neither.
+    """
+    if not key or key.startswith("$") or any(not part or part.startswith("$") for part in key.split(".")):
+        raise ValueError(f"where keys must be field names or dotted paths, not {key!r}")
+    if "." in key or key in CandidateDocument.model_fields:
+        return key
+    if key in Provenance.model_fields:
+        return f"provenance.{key}"
+    raise ValueError(f"unknown field {key!r}: use a candidate field, a provenance field or a dotted path")
 
 
 class CandidateQuery(BaseModel):
@@ -38,7 +70,27 @@ class CandidateQuery(BaseModel):
     max_e_above_hull: float | None = Field(
         None, description="Largest energy above the reference hull, eV/atom (inclusive); failed candidates never match."
     )
-    stable_only: bool = Field(False, description="Only candidates with is_stable true.")
+    stable_only: bool = Field(False, description="Only candidates with is_stable true (reference hull).")
+    max_e_above_hull_campaign: float | None = Field(
+        None,
+        description="Largest energy above the campaign hull (references + all candidates), eV/atom (inclusive); "
+        "candidates the campaign-wide step has not assessed never match.",
+    )
+    stable_campaign_only: bool = Field(
+        False, description="Only candidates with is_stable_campaign true (campaign hull: competing candidates included)."
+    )
+    novel_only: bool = Field(
+        False, description="Only assessed candidates that match no reference phase and duplicate no other candidate."
+    )
+    source: SourceMethod | None = Field(
+        None, description="Generation source (provenance.source): substitution, prototype, random_search or file."
+    )
+    parent: str | None = Field(None, description="Parent template id (provenance.parent_id), e.g. an MP id or a file path.")
+    where: dict[str, WhereValue] | None = Field(
+        None,
+        description="Equality filters {path: value}; a plain provenance field name (prototype, file_path, seed, ...) "
+        "means provenance.<name>.",
+    )
     validated_only: bool = Field(False, description="Only candidates with a DFT verdict (validation.validated true).")
     confirmed_stable_only: bool = Field(False, description="Only candidates DFT confirmed stable.")
     status: ThermoStatus | None = Field(None, description="thermo_status: ok, rejected, relax_failed or no_reference.")
@@ -63,6 +115,11 @@ class CandidateQuery(BaseModel):
     @classmethod
     def _normalise_elements(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else sorted({Element(sym.strip()).symbol for sym in value})
+
+    @field_validator("where")
+    @classmethod
+    def _normalise_where(cls, value: dict[str, WhereValue] | None) -> dict[str, WhereValue] | None:
+        return None if value is None else {where_path(key): v for key, v in value.items()}
 
     @field_validator("sort")
     @classmethod
@@ -96,6 +153,18 @@ class CandidateQuery(BaseModel):
             clauses.append({"e_above_hull": {"$lte": self.max_e_above_hull}})
         if self.stable_only:
             clauses.append({"is_stable": True})
+        if self.max_e_above_hull_campaign is not None:
+            clauses.append({"e_above_hull_campaign": {"$lte": self.max_e_above_hull_campaign}})
+        if self.stable_campaign_only:
+            clauses.append({"is_stable_campaign": True})
+        if self.novel_only:
+            clauses.extend(NOVEL_QUERY["$and"])
+        if self.source is not None:
+            clauses.append({"provenance.source": self.source.value})
+        if self.parent is not None:
+            clauses.append({"provenance.parent_id": self.parent})
+        for path, value in (self.where or {}).items():
+            clauses.append({path: value})
         if self.validated_only:
             clauses.append(dict(VALIDATED_QUERY))
         if self.confirmed_stable_only:

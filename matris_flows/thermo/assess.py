@@ -18,8 +18,9 @@ from matris_flows.core.chemsys import chemsys_of, within
 from matris_flows.core.symmetry import spacegroup_number
 from matris_flows.generation.schemas import Provenance
 from matris_flows.potentials.naming import EnergyConvention
-from matris_flows.relax.schemas import RelaxationDocument
+from matris_flows.relax.schemas import RelaxationDocument, RelaxationSummary, RelaxStatus
 from matris_flows.thermo.hull import PATCH_ABOVE_N_ELEMENTS, HullEnergy, HullIndex, energy_above_hull
+from matris_flows.thermo.known_phases import match_known_phases
 from matris_flows.thermo.mp_compat import build_computed_entry, correct_entry, uses_mp_hull
 from matris_flows.thermo.references import MissingReferenceError, ReferenceProvider
 from matris_flows.thermo.schemas import (
@@ -66,12 +67,34 @@ def maximal_systems(systems: Iterable[frozenset[str]]) -> list[frozenset[str]]:
 
 @dataclass(frozen=True)
 class DocumentContext:
-    """What a candidate document records besides its relaxation: campaign, threshold, provenance."""
+    """What a candidate document records besides its relaxation: campaign, threshold, provenance.
+
+    ``allow_unconverged`` lets an unconverged relaxation be called stable (off by default:
+    its energy is that of the last optimizer step, not of a minimum).
+    """
 
     stability_threshold: float = 0.0
     campaign: str | None = None
     relax_job: str | None = None
     provenance: dict[str, Provenance | None] | None = None
+    allow_unconverged: bool = False
+
+
+def relaxation_converged(relaxation: RelaxationSummary | RelaxationDocument | dict | None) -> bool:
+    """Whether a relaxation (model or stored dict) converged: its ``converged`` flag where it has one, else its status."""
+    if relaxation is None:
+        return False
+    get = relaxation.get if isinstance(relaxation, dict) else lambda key: getattr(relaxation, key, None)
+    flag = get("converged")
+    if flag is not None:
+        return bool(flag)
+    status = get("status")
+    return str(getattr(status, "value", status)) == RelaxStatus.CONVERGED.value
+
+
+def stability_allowed(relaxation: RelaxationSummary | RelaxationDocument | dict | None, allow_unconverged: bool) -> bool:
+    """Whether a candidate with this relaxation may be called stable at all (gate of ``is_stable*``)."""
+    return allow_unconverged or relaxation_converged(relaxation)
 
 
 def _base_fields(doc: RelaxationDocument, context: DocumentContext) -> dict:
@@ -127,6 +150,7 @@ def assess_candidates(
     patch_above_n_elements: int = PATCH_ABOVE_N_ELEMENTS,
     campaign_hull: bool = True,
     context: DocumentContext | None = None,
+    match_references: bool = True,
 ) -> list[CandidateDocument]:
     """Hull energies for relaxed candidates, one CandidateDocument per relaxation, in input order.
 
@@ -144,7 +168,12 @@ def assess_candidates(
             all of ``relaxations`` (standalone use). A campaign computes it once for all its
             candidates instead (:mod:`matris_flows.thermo.campaign_hull`), so its per-chunk
             hull jobs turn this off.
-        context: Campaign name, relaxation job and generation provenance to record.
+        context: Campaign name, relaxation job, generation provenance and ``allow_unconverged``.
+            Unconverged relaxations are never ``is_stable``/``is_stable_campaign`` unless
+            ``context.allow_unconverged``.
+        match_references: Compare each relaxed structure with the structures of
+            ``references`` of its reduced formula and record the match in
+            ``matches_reference`` (known phases are not discoveries).
     """
     context = context or DocumentContext(stability_threshold=stability_threshold)
     if context.stability_threshold != stability_threshold:
@@ -202,7 +231,16 @@ def assess_candidates(
             )
             continue
         provenance = result.provenance.model_copy(update={"note": note}) if note else result.provenance
-        out[i] = _candidate(base, entries[i], result, stability_threshold, hull_kind, provenance)
+        allowed = stability_allowed(documents[i], context.allow_unconverged)
+        out[i] = _candidate(base, entries[i], result, stability_threshold if allowed else None, hull_kind, provenance)
+
+    # 3. known phases: the relaxed structure against the reference structures of its formula
+    if match_references:
+        relaxed = [(d.candidate_id, d.structure) for d in documents if d.succeeded and d.structure is not None]
+        # the generated structure too: an input that is a reference phase is known wherever the model relaxes it
+        matches = match_known_phases(relaxed, references, generated={d.candidate_id: d.input_structure for d in documents})
+        for doc in out:
+            doc.matches_reference = matches.get(doc.candidate_id)  # type: ignore[union-attr]
     return out  # type: ignore[return-value]
 
 
@@ -304,11 +342,16 @@ def _candidate(
     base: dict,
     entry: ComputedStructureEntry,
     result: HullAssessment,
-    threshold: float,
+    threshold: float | None,
     hull_kind: HullKind,
     provenance: ReferenceProvenance,
 ) -> CandidateDocument:
+    """The document of an assessed candidate; ``threshold`` None: never stable (e.g. unconverged)."""
     ref, camp = result.reference, result.campaign
+
+    def stable(e_above_hull: float) -> bool:
+        return threshold is not None and e_above_hull <= threshold
+
     return CandidateDocument(
         **base,
         corrected_energy_per_atom=entry.energy_per_atom,
@@ -316,9 +359,9 @@ def _candidate(
         formation_energy_per_atom=ref.formation_energy_per_atom,
         e_above_hull=ref.e_above_hull,
         e_above_hull_campaign=None if camp is None else camp.e_above_hull,
-        is_stable_campaign=None if camp is None else camp.e_above_hull <= threshold,
+        is_stable_campaign=None if camp is None else stable(camp.e_above_hull),
         decomposes_to=_products(ref),
-        is_stable=ref.e_above_hull <= threshold,
+        is_stable=stable(ref.e_above_hull),
         hull_kind=hull_kind,
         thermo_status=ThermoStatus.OK,
         reference=provenance,

@@ -10,6 +10,12 @@ above it can never be a vertex of a hull that contains the reference phases). Ev
 candidate of the system is then evaluated against that hull. A system whose inputs did
 not change since the last run (same fingerprint) is skipped, so resuming a campaign only
 recomputes what its new chunks touched.
+
+``is_stable_campaign`` is False for duplicates and, unless ``allow_unconverged``, for
+unconverged relaxations. An unconverged candidate still takes part in the hull: its
+energy is an upper bound of its minimum, so it can only make the others look more
+stable than they are by being left out. Known phases (``matches_reference``, set per
+chunk) take part too: they are real phases on the model's energy scale.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Structure
 
 from matris_flows.core.chemsys import chemsys_of, elements_of, within
-from matris_flows.thermo.assess import reference_hull
+from matris_flows.thermo.assess import reference_hull, relaxation_converged, stability_allowed
 from matris_flows.thermo.hull import PATCH_ABOVE_N_ELEMENTS, HullIndex
 from matris_flows.thermo.references import MissingReferenceError, ReferenceProvider
 from matris_flows.thermo.schemas import CampaignHullOutput, HullKind, ThermoStatus
@@ -33,7 +39,7 @@ from matris_flows.thermo.schemas import CampaignHullOutput, HullKind, ThermoStat
 _SLIM = [
     "candidate_id", "formula", "chemsys", "thermo_status", "formation_energy_per_atom", "corrected_energy_per_atom",
     "spacegroup", "duplicate_of", "campaign_hull_fingerprint", "hull_kind", "e_above_hull", "e_above_hull_campaign",
-    "is_stable_campaign",
+    "is_stable_campaign", "relaxation.status", "relaxation.converged",
 ]
 _ON_HULL = 1e-6  # eV/atom: a point this close to a hull is one of its vertices
 _FETCH_BATCH = 500
@@ -51,6 +57,7 @@ class CampaignHullBuilder(Builder):
         patch_above_n_elements: int = PATCH_ABOVE_N_ELEMENTS,
         matcher: StructureMatcher | None = None,
         references_store: Store | None = None,
+        allow_unconverged: bool = False,
     ) -> None:
         """
         Args:
@@ -63,6 +70,7 @@ class CampaignHullBuilder(Builder):
             references_store: Where to write one document per reference phase of every
                 system (formation energy, e_above_hull), so that plots and reports read the
                 campaign store instead of the reference files.
+            allow_unconverged: Let unconverged relaxations be ``is_stable_campaign``.
         """
         self.candidates = candidates
         self.references = references
@@ -71,6 +79,7 @@ class CampaignHullBuilder(Builder):
         self.patch_above_n_elements = patch_above_n_elements
         self.matcher = matcher or StructureMatcher()
         self.references_store = references_store
+        self.allow_unconverged = allow_unconverged
         targets = [candidates] if references_store is None else [candidates, references_store]
         super().__init__(sources=[candidates], targets=targets)
         self._counts = CampaignHullOutput()
@@ -95,7 +104,7 @@ class CampaignHullBuilder(Builder):
         """Updates ``{candidate_id: fields}`` for one system; empty when its inputs are unchanged."""
         system, own = item["system"], item["own"]
         below = within(self._vertices, system)  # campaign-hull vertices of the subsystems (all done: smaller first)
-        fingerprint = self._fingerprint(own, below)
+        fingerprint = self._fingerprint(own, below, (self.stability_threshold, self.allow_unconverged))
         if all(doc.get("campaign_hull_fingerprint") == fingerprint for doc in own):
             self._vertices[system] = [
                 (d["candidate_id"], d["formula"], d["formation_energy_per_atom"])
@@ -122,9 +131,14 @@ class CampaignHullBuilder(Builder):
             duplicate_of = duplicates.get(doc["candidate_id"])
             if duplicate_of is None and result.e_above_hull <= _ON_HULL:
                 vertices.append((doc["candidate_id"], doc["formula"], doc["formation_energy_per_atom"]))
+            stable = (
+                duplicate_of is None
+                and result.e_above_hull <= self.stability_threshold
+                and stability_allowed(doc.get("relaxation"), self.allow_unconverged)
+            )
             updates[doc["candidate_id"]] = {
                 "e_above_hull_campaign": result.e_above_hull,
-                "is_stable_campaign": duplicate_of is None and result.e_above_hull <= self.stability_threshold,
+                "is_stable_campaign": stable,
                 "duplicate_of": duplicate_of,
                 "campaign_hull_fingerprint": fingerprint,
             }
@@ -165,15 +179,27 @@ class CampaignHullBuilder(Builder):
                 "n_systems_updated": n_updated,
                 "n_duplicates": self.candidates.count({**criteria, "duplicate_of": {"$ne": None}}),
                 "n_stable_campaign": self.candidates.count({**criteria, "is_stable_campaign": True}),
+                "n_known_phases": self.candidates.count({**criteria, "matches_reference": {"$ne": None}}),
+                "n_new_stable": self.candidates.count(
+                    {**criteria, "is_stable_campaign": True, "matches_reference": None, "duplicate_of": None}
+                ),
             }
         )
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
-    def _fingerprint(own: list[dict], below: list[tuple[str, str, float]]) -> str:
-        rows = sorted((d["candidate_id"], f"{d['formation_energy_per_atom']:.6f}", str(d.get("spacegroup"))) for d in own)
+    def _fingerprint(own: list[dict], below: list[tuple[str, str, float]], settings: tuple = ()) -> str:
+        rows = sorted(
+            (
+                d["candidate_id"],
+                f"{d['formation_energy_per_atom']:.6f}",
+                str(d.get("spacegroup")),
+                relaxation_converged(d.get("relaxation")),
+            )
+            for d in own
+        )
         subsystem_vertices = sorted((cid, f"{energy:.6f}") for cid, _, energy in below)
-        return hashlib.sha256(repr((rows, subsystem_vertices)).encode()).hexdigest()[:24]
+        return hashlib.sha256(repr((rows, subsystem_vertices, settings)).encode()).hexdigest()[:24]
 
     def _find_duplicates(self, own: list[dict]) -> dict[str, str]:
         """``{candidate_id: id of the lowest-energy match}`` within (formula, space group) buckets."""
@@ -203,13 +229,16 @@ class CampaignHullBuilder(Builder):
     def _reference_points(self, system: frozenset[str], hull_kind: str | None) -> list[PDEntry]:
         """Stable reference phases at their formation energies (the elements at zero at least)."""
         points = [_point(el, 0.0) for el in sorted(system)]
-        if hull_kind != HullKind.MP.value:
-            # campaign-internal: the corners are the elements, relaxed with the same model
-            self._publish_references(system, [(el, el, None, 0.0, 0.0) for el in sorted(system)])
+        elements_only = [(el, el, None, 0.0, 0.0) for el in sorted(system)]
+        if hull_kind != HullKind.MP.value and self.references.hull_kind is not HullKind.CAMPAIGN_INTERNAL:
+            # campaign-internal candidates without their consistent references: the corners are the elements
+            self._publish_references(system, elements_only)
             return points
         try:
             index, _ = reference_hull(self.references, system, self.patch_above_n_elements)
         except MissingReferenceError:
+            if hull_kind != HullKind.MP.value:  # outside the consistent reference set: the elements
+                self._publish_references(system, elements_only)
             return points
         pd = index.phase_diagram
         self._publish_references(
@@ -224,8 +253,6 @@ class CampaignHullBuilder(Builder):
             if len(entry.composition.elements) > 1:
                 points.append(PDEntry(entry.composition, pd.get_form_energy_per_atom(entry) * entry.composition.num_atoms))
         return points
-
-
 
     def _publish_references(self, system: frozenset[str], rows: list[tuple]) -> None:
         """One document per reference phase (``rows``: entry id, formula, material id, E_form, E_hull)."""

@@ -1,14 +1,18 @@
 """Elemental references relaxed with the campaign's own potential.
 
 For potentials whose energies are not on MP's scale the only valid hull is one
-whose corners were computed with the same potential; the starting structures are
-the lowest-energy MP polymorphs shipped as package data.
+computed with the same potential; its corners start from the lowest-energy MP
+polymorphs shipped as package data. Elements alone make the hull a tie-line (the
+formation energy): campaigns relax the MP phases near the hull too
+(:mod:`matris_flows.thermo.consistent_references`), and use elements alone only
+where no reference phases exist.
 """
 
 import datetime
 from collections.abc import Iterable, Sequence
 from functools import cache
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
 from monty.serialization import loadfn
 from pymatgen.core import Element, Structure
@@ -17,6 +21,10 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings
 from matris_flows.thermo.mp_compat import build_computed_entry, correct_entry
 from matris_flows.thermo.references import CampaignInternalReferences
+
+if TYPE_CHECKING:  # torch-heavy
+    from matris_flows.potentials.loader import Potential
+from matris_flows.thermo.schemas import ReferenceProvenance
 
 GROUND_STATES_FILE = "mp_elemental_ground_states.json.gz"
 ELEMENTAL_ID_PREFIX = "elemental-ref"
@@ -40,11 +48,11 @@ def elemental_ground_state(element: str | Element) -> Structure:
 
 def relax_elemental_references(
     elements: Iterable[str | Element],
-    potential: str = "matris_10m_oam",
+    potential: "str | Potential" = "matris_10m_oam",
     settings: RelaxSettings | None = None,
     device: str = "auto",
 ) -> list[RelaxationDocument]:
-    """Relax the MP ground-state polymorph of each element with ``potential``.
+    """Relax the MP ground-state polymorph of each element with ``potential`` (a name or a loaded one).
 
     Candidate ids are ``elemental-ref-<El>``. Relaxed with the campaign's potential
     and settings, these are the corners of a campaign-internal hull.
@@ -75,12 +83,33 @@ def entries_from_relaxations(documents: Sequence[RelaxationDocument]) -> list[Co
     return entries
 
 
+class ElementalReferences(CampaignInternalReferences):
+    """Campaign-internal references that are relaxed elements only, and say so in their provenance.
+
+    Without competing compounds the hull is the elements' tie-line: ``e_above_hull`` is then
+    the formation energy. The campaign flow uses it only for systems outside its consistent
+    reference set (:mod:`matris_flows.thermo.consistent_references`).
+    """
+
+    def provenance(self, chemsys: str, n_entries: int) -> ReferenceProvenance:
+        """Potential and date of the elemental references, flagged as elements only."""
+        compounds = sum(len(e.composition.elements) > 1 for e in self.get_entries(chemsys))
+        if compounds:
+            return super().provenance(chemsys, n_entries)
+        return super().provenance(chemsys, n_entries).model_copy(
+            update={
+                "source": f"elemental ground states relaxed with {self.potential} only, no competing compounds "
+                "(e_above_hull is the formation energy)"
+            }
+        )
+
+
 def campaign_references_from_relaxations(
     documents: Sequence[RelaxationDocument], potential: str | None = None
 ) -> CampaignInternalReferences:
     """A campaign-internal reference provider from relaxed elemental (and other) references."""
     potential = potential or (documents[0].potential.name if documents else "unknown")
-    return CampaignInternalReferences(
+    return ElementalReferences(
         entries_from_relaxations(documents),
         potential=potential,
         snapshot_date=datetime.date.today().isoformat(),

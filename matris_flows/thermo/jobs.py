@@ -5,6 +5,7 @@ chunk's candidate documents right away; ``CampaignHullMaker`` runs once all chun
 and adds what needs the whole campaign (its hull, post-relaxation duplicates).
 """
 
+import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -18,6 +19,7 @@ from matris_flows.core.serialization import json_document
 from matris_flows.generation.schemas import Provenance
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings
 from matris_flows.thermo.assess import DocumentContext, assess_candidates, flatten_relaxations, single_convention
+from matris_flows.thermo.consistent_references import consistent_provider
 from matris_flows.thermo.elemental import campaign_references_from_relaxations, relax_elemental_references
 from matris_flows.thermo.hull import PATCH_ABOVE_N_ELEMENTS
 from matris_flows.thermo.references import LocalFileReferences, ReferenceProvider
@@ -25,10 +27,14 @@ from matris_flows.thermo.schemas import CampaignHullOutput, HullOutput, ThermoSt
 
 
 @lru_cache(maxsize=512)
-def _elemental_reference(element: str, potential: str, settings_json: str, device: str) -> RelaxationDocument:
-    # Every chunk of a campaign needs the same corners: relax each once per worker process.
+def _elemental_reference(element: str, potential: str, settings_json: str, device: str, options_json: str = "{}") -> RelaxationDocument:
+    # Every chunk of a campaign needs the same corners: relax each once per worker process,
+    # with the potential the candidates were relaxed with (its loader options pick the weights).
+    from matris_flows.potentials.loader import load_potential
+
     settings = RelaxSettings.model_validate_json(settings_json)
-    return relax_elemental_references([element], potential, settings, device)[0]
+    loaded = load_potential(potential, device=device, **json.loads(options_json))
+    return relax_elemental_references([element], loaded, settings, device)[0]
 
 
 @dataclass
@@ -47,7 +53,8 @@ class HullMaker(Maker):
         Job name.
     references
         Reference provider for MP-compatible potentials (local MP files, the MP API with a
-        maggma cache, or campaign-internal references). Default: the shared MP data files.
+        maggma cache, or campaign-internal references). Default: the MP Li-Fe-O data shipped in
+        the package (``default_reference_files``); other systems need explicit files or the MP API.
     stability_threshold
         ``is_stable`` means ``e_above_hull <= stability_threshold``, eV/atom (0 like Matbench
         Discovery; screens often use 0.05 or 0.1).
@@ -58,6 +65,9 @@ class HullMaker(Maker):
         Settings for those elemental relaxations.
     device
         Device for those elemental relaxations.
+    potential_options
+        Loader options of the campaign's potential (``model_version``, ``calculator_kwargs``, ...),
+        so that the elemental relaxations use the same weights as the candidates.
     raise_on_missing_reference
         Fail the job on a chemical system without references instead of writing
         ``no_reference`` documents.
@@ -68,6 +78,11 @@ class HullMaker(Maker):
     campaign_hull
         Also compute ``e_above_hull_campaign`` over this job's own candidates (standalone
         use; a campaign leaves it to :class:`CampaignHullMaker`).
+    allow_unconverged
+        Let unconverged relaxations be ``is_stable`` (default False: they never are).
+    match_references
+        Compare every relaxed structure with the reference structures of its reduced
+        formula and record the known phase it is in ``matches_reference``.
     """
 
     name: str = "hull"
@@ -76,10 +91,13 @@ class HullMaker(Maker):
     relax_elemental_references: bool = True
     elemental_relax_settings: RelaxSettings = field(default_factory=RelaxSettings)
     device: str = "auto"
+    potential_options: dict = field(default_factory=dict)
     raise_on_missing_reference: bool = False
     patch_above_n_elements: int = PATCH_ABOVE_N_ELEMENTS
     campaign: str | None = None
     campaign_hull: bool = True
+    allow_unconverged: bool = False
+    match_references: bool = True
 
     @job(output_schema=HullOutput, config=write_only_config())
     def make(
@@ -88,6 +106,7 @@ class HullMaker(Maker):
         elemental_references: list[RelaxationDocument] | None = None,
         provenance: list[Provenance] | None = None,
         relax_job: str | None = None,
+        consistent_references: object = None,
     ) -> HullOutput:
         """Assess ``relaxation_outputs`` and publish one CandidateDocument per relaxation.
 
@@ -96,6 +115,9 @@ class HullMaker(Maker):
         potential, used when its energies are not MP-compatible. ``provenance`` is the
         generation provenance of each relaxation, in order; ``relax_job`` the uuid of the
         relaxation job, recorded so the full relaxation record can be found.
+        ``consistent_references`` is a ConsistentReferenceSet (MP phases relaxed with the same
+        potential, :mod:`matris_flows.thermo.consistent_references`): the internal hull of the
+        systems it covers; the elemental references serve only the others.
         """
         documents = flatten_relaxations(relaxation_outputs)
 
@@ -105,24 +127,30 @@ class HullMaker(Maker):
             if not refs and self.relax_elemental_references and potential is not None:
                 elements = sorted({el for d in documents if d.succeeded for el in elements_of(d.chemsys)})
                 settings = self.elemental_relax_settings.model_dump_json()
-                refs = [_elemental_reference(el, potential[0], settings, self.device) for el in elements]
+                options = json.dumps(self.potential_options, sort_keys=True)
+                refs = [_elemental_reference(el, potential[0], settings, self.device, options) for el in elements]
             return campaign_references_from_relaxations(refs, potential[0] if potential else None)
 
         by_id = None
         if provenance:
             by_id = {d.candidate_id: p for d, p in zip(documents, provenance, strict=False)}
         context = DocumentContext(
-            stability_threshold=self.stability_threshold, campaign=self.campaign, relax_job=relax_job, provenance=by_id
+            stability_threshold=self.stability_threshold,
+            campaign=self.campaign,
+            relax_job=relax_job,
+            provenance=by_id,
+            allow_unconverged=self.allow_unconverged,
         )
         candidates = assess_candidates(
             documents,
             self.references or LocalFileReferences(),
             stability_threshold=self.stability_threshold,
-            campaign_references=campaign_references,
+            campaign_references=consistent_provider(consistent_references, campaign_references),
             raise_on_missing_reference=self.raise_on_missing_reference,
             patch_above_n_elements=self.patch_above_n_elements,
             campaign_hull=self.campaign_hull,
             context=context,
+            match_references=self.match_references,
         )
         rows = [json_document(c) for c in candidates]
         published = publish(rows, CANDIDATES_STORE_NAME)
@@ -131,6 +159,7 @@ class HullMaker(Maker):
             candidate_ids=[c.candidate_id for c in candidates],
             n_ok=n_ok,
             n_stable=sum(bool(c.is_stable) for c in candidates),
+            n_known_phases=sum(c.matches_reference is not None for c in candidates),
             n_failed=len(candidates) - n_ok,
             published=published,
             documents=None if published else candidates,
@@ -145,7 +174,8 @@ class CampaignHullMaker(Maker):
     time) and writes ``e_above_hull_campaign``, ``is_stable_campaign`` and ``duplicate_of``.
     Groups whose members did not change since the last run are skipped, so a resumed
     campaign only recomputes what its new chunks touched. Runs where the store is (the
-    Dask driver, for an embedded store).
+    Dask driver, for an embedded store). Unconverged relaxations are never
+    ``is_stable_campaign`` unless ``allow_unconverged``.
     """
 
     name: str = "campaign hull"
@@ -153,10 +183,14 @@ class CampaignHullMaker(Maker):
     references: ReferenceProvider | None = None
     stability_threshold: float = 0.0
     patch_above_n_elements: int = PATCH_ABOVE_N_ELEMENTS
+    allow_unconverged: bool = False
 
     @job(output_schema=CampaignHullOutput, config=JobConfig(expose_store=True, on_missing_references=OnMissing.NONE))
-    def make(self, after: object = None) -> CampaignHullOutput:
-        """Run the campaign-wide step; ``after`` only orders this job after the whole fan-out."""
+    def make(self, after: object = None, consistent_references: object = None) -> CampaignHullOutput:
+        """Run the campaign-wide step; ``after`` only orders this job after the whole fan-out.
+
+        ``consistent_references``: the ConsistentReferenceSet the chunks' internal hulls used.
+        """
         from jobflow import CURRENT_JOB
 
         from matris_flows.thermo.campaign_hull import CampaignHullBuilder
@@ -165,9 +199,10 @@ class CampaignHullMaker(Maker):
         builder = CampaignHullBuilder(
             references_store=CURRENT_JOB.store.additional_stores.get(REFERENCES_STORE_NAME),
             candidates=store,
-            references=self.references or LocalFileReferences(),
+            references=consistent_provider(consistent_references) or self.references or LocalFileReferences(),
             campaign=self.campaign,
             stability_threshold=self.stability_threshold,
             patch_above_n_elements=self.patch_above_n_elements,
+            allow_unconverged=self.allow_unconverged,
         )
         return builder.build()

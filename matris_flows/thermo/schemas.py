@@ -43,9 +43,17 @@ class ReferenceProvenance(BaseModel):
     snapshot_date: str | None = Field(
         None, description="ISO date (YYYY-MM-DD) of the reference data snapshot, where known."
     )
+    snapshot: str | None = Field(
+        None,
+        description="Identity of the one reference snapshot used (never a mix): each file with its SHA-256 prefix, or "
+        "the MP database version and thermo type.",
+    )
     n_entries: int = Field(0, description="Number of reference entries in the hull of this chemical system.")
     chemsys: str = Field(description="Chemical system the reference hull was built for (elements sorted, '-').")
     note: str | None = Field(None, description="Why this hull kind was used, when it is not the requested one.")
+    reference_set: str | None = Field(
+        None, description="Key of the consistent reference set (MP phases relaxed with the campaign's potential), if one was used."
+    )
 
 
 class DecompositionProduct(BaseModel):
@@ -60,10 +68,20 @@ class DecompositionProduct(BaseModel):
 class CandidateDocument(BaseModel):
     """A relaxed candidate with its thermodynamic stability: what a screener decides on.
 
-    Two hulls are reported. ``e_above_hull``/``is_stable`` use the *reference* hull only
-    (known phases): computed per candidate right after its relaxation chunk. The
-    ``*_campaign`` fields use the hull of the references plus every other candidate of the
-    campaign: computed by the campaign-wide step once all chunks are relaxed (None before).
+    Two hulls are reported:
+
+    - *reference hull* (``e_above_hull``, ``is_stable``, ``formation_energy_per_atom``,
+      ``decomposes_to``): the reference phases only (MP, or the campaign-internal
+      references for potentials off the MP scale), computed per candidate right after
+      its relaxation chunk. Two competing candidates can both be below it.
+    - *campaign hull* (``e_above_hull_campaign``, ``is_stable_campaign``): the reference
+      phases plus every other candidate of the campaign, computed by the campaign-wide
+      step once all chunks are relaxed (None before). Of two competing candidates only
+      the lower one is on it.
+
+    Neither hull calls an unconverged relaxation stable unless the campaign allows it
+    (``allow_unconverged``). A new material is one that is stable, ``matches_reference``
+    None (not a known phase) and ``duplicate_of`` None (``query --novel``).
     """
 
     candidate_id: str = Field(description="Stable id of the candidate (the key all stages join on).")
@@ -74,7 +92,11 @@ class CandidateDocument(BaseModel):
     nsites: int | None = Field(None, description="Sites in the relaxed cell.")
     spacegroup: int | None = Field(None, description="Space group number of the relaxed structure (symprec 0.1 Å).")
     structure: JsonStructure | None = Field(None, description="Relaxed structure, None when the relaxation failed.")
-    provenance: Provenance | None = Field(None, description="Where the candidate came from (generation source, parent, ...).")
+    provenance: Provenance | None = Field(
+        None,
+        description="Generation provenance: source (substitution, prototype, random_search, file), parent template "
+        "id, substitution, prototype, file path and index, seed. Queryable (query --source, --parent, --where).",
+    )
     energy_per_atom: float | None = Field(None, description="Raw model energy per atom, eV/atom (model convention).")
     corrected_energy_per_atom: float | None = Field(
         None, description="Energy per atom on the reference hull's scale (MP2020-corrected where that applies), eV/atom."
@@ -91,14 +113,26 @@ class CandidateDocument(BaseModel):
     decomposes_to: list[DecompositionProduct] | None = Field(
         None, description="Reference-hull phases the candidate decomposes to, with atom fractions."
     )
-    is_stable: bool | None = Field(None, description="e_above_hull <= stability_threshold (reference hull).")
+    is_stable: bool | None = Field(
+        None,
+        description="Reference hull: e_above_hull <= stability_threshold and the relaxation converged (unless "
+        "allow_unconverged). Says nothing about competing candidates: see is_stable_campaign.",
+    )
     e_above_hull_campaign: float | None = Field(
         None,
         description="Energy above the hull of the references plus all other campaign candidates, eV/atom, unclipped "
         "(0 for a candidate on that hull). None until the campaign-wide step ran.",
     )
     is_stable_campaign: bool | None = Field(
-        None, description="e_above_hull_campaign <= stability_threshold and not a duplicate (campaign hull)."
+        None,
+        description="Campaign hull: e_above_hull_campaign <= stability_threshold, not a duplicate, and the relaxation "
+        "converged (unless allow_unconverged). None until the campaign-wide step ran.",
+    )
+    matches_reference: str | None = Field(
+        None,
+        description="Material id of the reference phase (e.g. MP) whose structure the relaxed candidate matches "
+        "(StructureMatcher against the references of its reduced formula), else whose structure it was generated as: "
+        "a known phase, not a discovery. None when no reference structure matches (or the relaxation failed).",
     )
     duplicate_of: str | None = Field(
         None, description="candidate_id of a lower-energy candidate with the same relaxed structure (campaign-wide step)."
@@ -106,7 +140,7 @@ class CandidateDocument(BaseModel):
     campaign_hull_fingerprint: str | None = Field(
         None, description="Fingerprint of the campaign hull group last used (lets a resumed campaign skip unchanged systems)."
     )
-    stability_threshold: float = Field(0.0, description="Threshold used for is_stable, eV/atom.")
+    stability_threshold: float = Field(0.0, description="Threshold used for is_stable and is_stable_campaign, eV/atom.")
     hull_kind: HullKind | None = Field(None, description="'mp' or 'campaign_internal'.")
     thermo_status: ThermoStatus = Field(description="ok, rejected, relax_failed or no_reference.")
     thermo_failure_reason: str | None = Field(None, description="Why no hull energy was computed.")
@@ -121,6 +155,7 @@ class HullOutput(BaseModel):
     candidate_ids: list[str] = Field(description="Candidates assessed, in chunk order.")
     n_ok: int = Field(0, description="Candidates with a hull energy.")
     n_stable: int = Field(0, description="Candidates with is_stable (reference hull).")
+    n_known_phases: int = Field(0, description="Candidates whose relaxed structure matches a reference phase.")
     n_failed: int = Field(0, description="Candidates without a hull energy (relaxation failed, rejected, no reference).")
     published: bool = Field(
         False, description="The documents went to the candidates store (then 'documents' is None)."
@@ -138,3 +173,7 @@ class CampaignHullOutput(BaseModel):
     n_systems_updated: int = Field(0, description="Groups recomputed this run (the others were unchanged).")
     n_duplicates: int = Field(0, description="Candidates marked duplicate_of another one.")
     n_stable_campaign: int = Field(0, description="Candidates with is_stable_campaign.")
+    n_known_phases: int = Field(0, description="Candidates whose relaxed structure matches a reference phase.")
+    n_new_stable: int = Field(
+        0, description="Candidates with is_stable_campaign that are no known phase (and, by then, no duplicate)."
+    )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from jobflow import Flow, Maker
-from pymatgen.analysis.phase_diagram import PhaseDiagram
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Element, Structure
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
@@ -17,6 +17,7 @@ from matris_flows.validation.gpaw_backend import (
     GpawRelaxMaker,
     diatomic_reference,
     load_element_structures,
+    packaged_element_data,
 )
 from matris_flows.validation.hull import (
     DEFAULT_METASTABLE_THRESHOLD,
@@ -26,18 +27,36 @@ from matris_flows.validation.hull import (
 from matris_flows.validation.schemas import CalculationRole
 from matris_flows.validation.utils import candidate_chemsys, slim_candidate
 
+DEFAULT_REFERENCE_WINDOW = 0.1
+
 
 def _within(chemsys: str, elements: set[str]) -> bool:
     return set(chemsys.split("-")) <= elements
 
 
-def stable_reference_structures(
-    reference_entries: Sequence[ComputedEntry], elements: set[str]
-) -> tuple[dict[str, Structure], dict[str, Structure]]:
-    """(element structures, compound structures) of the stable reference entries inside a system.
+def _label(entry: ComputedEntry, index: int) -> str:
+    return str(entry.entry_id) if entry.entry_id else f"{entry.composition.reduced_formula}-{index}"
 
-    Only phases on the reference hull are recomputed with DFT: unstable references cannot
-    change the hull of a consistent calculation more than the stable ones bound it.
+
+def reference_structures_within_window(
+    reference_entries: Sequence[ComputedEntry], elements: set[str], window: float = DEFAULT_REFERENCE_WINDOW
+) -> tuple[dict[str, Structure], dict[str, Structure]]:
+    """(element structures, other reference phases) of a system: the entries within ``window`` of its hull.
+
+    Plain PBE (no +U, no MP2020 corrections) can reorder phases: an MP-metastable phase may
+    be stable in the DFT hull, so every phase within ``window`` eV/atom of the reference
+    hull is recomputed, not only the stable ones. The lowest entry of each element is its
+    element reference; other elemental polymorphs within the window are reference phases.
+    An element without an entry gets the packaged MP ground-state energy as the hull's
+    terminal, so the window is still measured on a complete hull.
+
+    Args:
+        reference_entries: MP entries (with structures) covering the system, MP2020-corrected.
+        elements: The system's elements.
+        window: eV/atom above the reference hull; 0 keeps only the stable phases.
+
+    Returns:
+        ``({element: structure}, {label: structure})``, labels being the entry ids.
     """
     relevant = [
         e for e in reference_entries
@@ -45,19 +64,35 @@ def stable_reference_structures(
     ]
     if not relevant:
         return {}, {}
-    present = set().union(*(set(e.composition.chemical_system.split("-")) for e in relevant))
-    if present != elements:
-        # PhaseDiagram needs every terminal element; without one, use entries only as structures.
-        stable = [e for e in relevant if len(e.composition.elements) > 1]
+    labelled = {_label(e, i): e for i, e in enumerate(relevant)}
+    # Terminal entries: the hull needs one per element.
+    present = {e.composition.elements[0].symbol for e in relevant if len(e.composition.elements) == 1}
+    packaged = packaged_element_data()
+    terminals = [
+        PDEntry(el, packaged[el]["energy_per_atom"] - packaged[el]["energy_above_lowest"], name=f"packaged-{el}")
+        for el in sorted(elements - present) if el in packaged
+    ]
+    if present | {e.name.removeprefix("packaged-") for e in terminals} != elements:
+        kept = {label: e for label, e in labelled.items() if len(e.composition.elements) > 1}  # no hull: every compound
     else:
-        stable = PhaseDiagram(relevant).stable_entries
+        diagram = PhaseDiagram([*relevant, *terminals])
+        kept = {
+            label: e for label, e in labelled.items()
+            if diagram.get_e_above_hull(e, allow_negative=True) <= window + 1e-9
+        }
     element_structures: dict[str, Structure] = {}
     compounds: dict[str, Structure] = {}
-    for entry in sorted(stable, key=lambda e: (e.composition.reduced_formula, str(e.entry_id))):
+    lowest: dict[str, tuple[float, str]] = {}
+    for label, entry in kept.items():
         if len(entry.composition.elements) == 1:
+            el = entry.composition.elements[0].symbol
+            if el not in lowest or (entry.energy_per_atom, label) < lowest[el]:
+                lowest[el] = (entry.energy_per_atom, label)
+    for label, entry in sorted(kept.items()):
+        if len(entry.composition.elements) == 1 and lowest[entry.composition.elements[0].symbol][1] == label:
             element_structures[entry.composition.elements[0].symbol] = entry.structure
         else:
-            compounds[str(entry.entry_id or entry.composition.reduced_formula)] = entry.structure
+            compounds[label] = entry.structure
     return element_structures, compounds
 
 
@@ -65,9 +100,10 @@ def stable_reference_structures(
 class GpawHullValidationMaker(Maker):
     """Validate candidates on consistent GPAW hulls, one per chemical system.
 
-    Per system: the elements, the reference phases and every candidate are relaxed with the
-    same :class:`GpawRelaxMaker` settings (one job each, so a Dask cluster runs them side by
-    side); a hull job then builds the consistent hull and the validation documents.
+    Per system: the elements, the reference phases within ``reference_window`` of the MP
+    hull and every candidate are relaxed with the same :class:`GpawRelaxMaker` settings and
+    the same spin treatment and initial moments (one job each, so a Dask cluster runs them
+    side by side); a hull job then builds the consistent hull and the validation documents.
 
     Parameters
     ----------
@@ -81,10 +117,12 @@ class GpawHullValidationMaker(Maker):
     diatomic_gas_references
         Use the isolated molecule for H, N, O, F, Cl, Br and I (``diatomic_reference``):
         their crystals are large molecular cells that cost far more and, without van der
-        Waals terms, bind little. Next come the stable elemental reference entries.
-    use_shared_element_structures
-        Fall back to the lowest-energy MP polymorph in the shared data for elements that
-        have no structure otherwise.
+        Waals terms, bind little. Next come the lowest elemental reference entries.
+    use_packaged_element_structures
+        Fall back to a small MP ground-state polymorph from the package data
+        (``mp_elemental_small_polymorphs.json.gz``) for elements without a structure otherwise.
+    reference_window
+        Reference phases within this distance of the MP hull are recomputed, eV/atom.
     stable_tolerance, metastable_threshold
         DFT e_above_hull limits of 'confirmed_stable' and 'confirmed_metastable', eV/atom.
     """
@@ -95,7 +133,8 @@ class GpawHullValidationMaker(Maker):
     relax_maker: GpawRelaxMaker = field(default_factory=GpawRelaxMaker)
     element_structures: dict[str, Structure] = field(default_factory=dict)
     diatomic_gas_references: bool = True
-    use_shared_element_structures: bool = True
+    use_packaged_element_structures: bool = True
+    reference_window: float = DEFAULT_REFERENCE_WINDOW
     stable_tolerance: float = DEFAULT_STABLE_TOLERANCE
     metastable_threshold: float = DEFAULT_METASTABLE_THRESHOLD
 
@@ -109,8 +148,9 @@ class GpawHullValidationMaker(Maker):
 
         Args:
             candidates: Selected candidates (hull-stage documents or dicts).
-            reference_entries: MP entries with structures; their stable phases inside each
-                system are recomputed as the hull's reference phases and elements.
+            reference_entries: MP entries with structures; their phases within
+                ``reference_window`` of the hull of each system are recomputed as the hull's
+                reference phases and elements.
             reference_structures: Extra reference phases ``{label: structure}``, used in each
                 system whose elements they fit.
 
@@ -138,17 +178,22 @@ class GpawHullValidationMaker(Maker):
     ) -> tuple[list, Any]:
         """Relaxation jobs and the hull job of one chemical system."""
         elements = set(chemsys.split("-"))
-        element_structures, compounds = stable_reference_structures(entries, elements)
+        element_structures, compounds = reference_structures_within_window(entries, elements, self.reference_window)
         compounds.update(
             {label: s for label, s in extra_references.items() if _within(s.composition.chemical_system, elements)}
         )
         if self.diatomic_gas_references:
-            element_structures.update({el: diatomic_reference(el) for el in elements if el in DIATOMIC_ELEMENTS})
+            gases = {el for el in elements if el in DIATOMIC_ELEMENTS}
+            element_structures.update({el: diatomic_reference(el) for el in gases})
+            # The gas molecule is the element's reference; its molecular crystals barely bind
+            # without van der Waals terms and cost large cells, so they are not recomputed.
+            compounds = {k: v for k, v in compounds.items() if {e.symbol for e in v.composition.elements} - gases}
         element_structures.update({Element(k).symbol: v for k, v in self.element_structures.items() if k in elements})
         missing = sorted(elements - set(element_structures))
-        if missing and self.use_shared_element_structures:
+        if missing and self.use_packaged_element_structures:
             element_structures.update(load_element_structures(missing))
-        # One spin setting for the whole system: mixing spin treatments would break consistency.
+        # One spin setting and one initialisation (GpawSettings.initial_magmoms) for the whole
+        # system: mixing spin treatments or starting moments would break consistency.
         spin = self.relax_maker.settings.resolve_spin(chemsys)
 
         work = [(el, CalculationRole.ELEMENT, element_structures[el]) for el in sorted(element_structures)]
@@ -160,7 +205,7 @@ class GpawHullValidationMaker(Maker):
             relax_job.name = f"{self.relax_maker.name} {chemsys} {role.value} {label}"
             relax_jobs.append(relax_job)
         hull_job = consistent_dft_hull(
-            candidates, [j.output for j in relax_jobs], self.stable_tolerance, self.metastable_threshold
+            candidates, [j.output for j in relax_jobs], self.stable_tolerance, self.metastable_threshold, sorted(compounds)
         )
         hull_job.name = f"consistent DFT hull {chemsys}"
         return relax_jobs, hull_job

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
+from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +26,6 @@ from pydantic import BaseModel, Field
 from pymatgen.core import Element, Lattice, Structure
 
 from matris_flows.validation.schemas import CalculationRole, DftCalculationDocument
-from matris_flows.validation.utils import shared_data_dir
 
 if TYPE_CHECKING:
     from ase.calculators.calculator import Calculator
@@ -35,7 +35,21 @@ if TYPE_CHECKING:
 MAGNETIC_ELEMENTS = frozenset(
     "V Cr Mn Fe Co Ni Cu Mo Ru Rh W Re Os Ir Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb U Np Pu".split()
 )
+# High-spin ferromagnetic start, μB per atom: every d-block element of MAGNETIC_ELEMENTS starts at
+# 5 μB (MP's MAGMOM for V, Cr, Mn, Fe, Ni, Mo, W; Co too, at its high-spin value rather than
+# MP's low-spin 0.6), Eu and Gd at their 4f⁷ 7 μB, the other f elements at 5 μB. Any other
+# element starts at GpawSettings.initial_magmom. One rule for every phase of a hull: a
+# candidate's MLIP moments are never used, so candidates and references start alike.
+HIGH_SPIN_MAGMOMS: dict[str, float] = {el: 5.0 for el in MAGNETIC_ELEMENTS} | {"Eu": 7.0, "Gd": 7.0}
+# Elements whose gas-phase reference is open-shell (triplet O2): a system containing one is
+# computed spin-polarised throughout, so the element and its compounds share one treatment.
+OPEN_SHELL_REFERENCE_ELEMENTS = frozenset({"O"})
+MAGNETIC_INITIALISATION = (
+    "high-spin ferromagnetic: 5 μB per transition-metal/f atom (Eu, Gd 7), initial_magmom elsewhere, "
+    "the same for every phase of a chemical system"
+)
 MOLECULE_IN_BOX = "molecule_in_box"
+ELEMENT_STRUCTURES_FILE = "mp_elemental_small_polymorphs.json.gz"
 
 
 class GpawSettings(BaseModel):
@@ -51,7 +65,9 @@ class GpawSettings(BaseModel):
     spin_polarized: bool | None = Field(
         None, description="Spin-polarised calculation; None decides per chemical system (magnetic elements)."
     )
-    initial_magmom: float = Field(1.0, description="Initial moment per atom when spin-polarised and none is given, μB.")
+    initial_magmom: float = Field(
+        1.0, description="Initial moment of every atom that is not a magnetic transition metal or f element, μB."
+    )
     scf_max_iterations: int = Field(333, ge=1, description="SCF iterations before GPAW reports non-convergence.")
     convergence: dict[str, float] = Field(default_factory=dict, description="GPAW convergence criteria overrides.")
     setups: str = Field("paw", description="GPAW setups (from gpaw-data).")
@@ -77,10 +93,18 @@ class GpawSettings(BaseModel):
         return kwargs
 
     def resolve_spin(self, chemsys: str) -> bool:
-        """Spin polarisation for a chemical system: the setting, or auto from its elements."""
+        """Spin polarisation for a whole chemical system: the setting, or auto from its elements.
+
+        Auto is on when the system holds a magnetic element or an element whose reference is
+        open-shell (O: triplet O2), so every phase of the system gets the same treatment.
+        """
         if self.spin_polarized is not None:
             return self.spin_polarized
-        return any(el in MAGNETIC_ELEMENTS for el in chemsys.split("-"))
+        return any(el in MAGNETIC_ELEMENTS or el in OPEN_SHELL_REFERENCE_ELEMENTS for el in chemsys.split("-"))
+
+    def initial_magmoms(self, structure: Structure) -> list[float]:
+        """Initial moments of a spin-polarised calculation: high-spin ferromagnetic, one rule for every phase."""
+        return [HIGH_SPIN_MAGMOMS.get(site.specie.symbol, self.initial_magmom) for site in structure]
 
 
 @cache
@@ -115,59 +139,44 @@ def is_molecule_in_box(structure: Structure) -> bool:
     return bool((getattr(structure, "properties", None) or {}).get(MOLECULE_IN_BOX, False))
 
 
-# PBE bond lengths (Å) and initial moments (μB per atom) of the diatomic gas-phase elements:
-# O2 is a triplet and must start magnetic, the others are closed-shell.
-DIATOMIC_ELEMENTS: dict[str, tuple[float, float]] = {
-    "H": (0.75, 0.0),
-    "N": (1.10, 0.0),
-    "O": (1.23, 1.0),
-    "F": (1.42, 0.0),
-    "Cl": (1.99, 0.0),
-    "Br": (2.31, 0.0),
-    "I": (2.68, 0.0),
-}
+# PBE bond lengths (Å) of the diatomic gas-phase elements. O2 is a triplet: its systems are
+# spin-polarised (OPEN_SHELL_REFERENCE_ELEMENTS); the others are closed-shell.
+DIATOMIC_ELEMENTS: dict[str, float] = {"H": 0.75, "N": 1.10, "O": 1.23, "F": 1.42, "Cl": 1.99, "Br": 2.31, "I": 2.68}
 
 
 def diatomic_reference(element: str) -> Structure:
     """The isolated-molecule element reference of a diatomic gas (H, N, O, F, Cl, Br, I)."""
-    bond_length, magmom = DIATOMIC_ELEMENTS[element]
-    structure = molecule_in_box(element, bond_length)
-    if magmom:
-        structure.add_site_property("magmom", [magmom] * len(structure))
-    return structure
+    return molecule_in_box(element, DIATOMIC_ELEMENTS[element])
 
 
-def load_element_structures(elements: list[str], tolerance: float = 0.02) -> dict[str, Structure]:
-    """An MP ground-state polymorph of each element, from the shared offline data.
+@cache
+def packaged_element_data() -> dict[str, Any]:
+    """The packaged elemental polymorphs (``matris_flows/data``, attribution in its README)."""
+    with gzip.open(files("matris_flows").joinpath("data", ELEMENT_STRUCTURES_FILE).open("rb"), "rt") as handle:
+        return json.load(handle)
 
-    Reads ``mp_elemental_polymorphs.json.gz`` (uncorrected MP GGA energies) under
-    :func:`~matris_flows.validation.utils.shared_data_dir`. Among the polymorphs within
-    ``tolerance`` eV/atom of the lowest, the smallest cell wins: MP's lowest is sometimes a
-    large cell (Na: 29 atoms, 8 meV/atom below bcc), and DFT cost grows with the cell; the
-    choice shifts formation energies by at most ``tolerance`` and leaves energies above the
-    hull of a composition's polymorphs unchanged.
+
+def load_element_structures(elements: list[str]) -> dict[str, Structure]:
+    """A small MP ground-state polymorph of each element, from the package data.
+
+    ``mp_elemental_small_polymorphs.json.gz`` holds, per element, the MP polymorph with the
+    fewest sites among those within 0.02 eV/atom of the lowest (uncorrected MP GGA energies):
+    MP's lowest is sometimes a large cell (Na: 29 atoms, 8 meV/atom below bcc), and DFT cost
+    grows with the cell; the choice shifts formation energies by at most 0.02 eV/atom and
+    leaves energies above the hull of a composition's polymorphs unchanged.
+
+    Raises:
+        KeyError: For an element the data does not cover.
     """
-    path = shared_data_dir() / "mp_elemental_polymorphs.json.gz"
-    with gzip.open(path, "rt") as handle:
-        data = json.load(handle)
+    data = packaged_element_data()
     decoder = MontyDecoder()
     structures = {}
     for element in elements:
         symbol = Element(element).symbol
         if symbol not in data:
-            raise KeyError(f"no elemental reference structure for {symbol} in {path}")
-        energies = np.asarray(data[symbol]["energy_per_atom"], dtype=float)
-        polymorphs = [decoder.process_decoded(s) for s in data[symbol]["structure"]]
-        near_lowest = [i for i in range(len(energies)) if energies[i] <= energies.min() + tolerance]
-        best = min(near_lowest, key=lambda i: (len(polymorphs[i]), energies[i]))
-        structures[symbol] = polymorphs[best]
+            raise KeyError(f"no elemental reference structure for {symbol} in matris_flows/data/{ELEMENT_STRUCTURES_FILE}")
+        structures[symbol] = decoder.process_decoded(data[symbol]["structure"])
     return structures
-
-
-def has_initial_magmoms(structure: Structure) -> bool:
-    """Whether a structure carries non-zero initial magnetic moments (e.g. triplet O2)."""
-    magmoms = structure.site_properties.get("magmom")
-    return magmoms is not None and any(abs(float(np.sum(m))) > 0 for m in magmoms)
 
 
 def _max_force(forces: Any) -> float | None:
@@ -241,6 +250,7 @@ class GpawRelaxMaker(AseRelaxMaker):
         return {
             **self.settings.model_dump(),
             "spin_polarized": spin_polarized,
+            "magnetic_initialisation": MAGNETIC_INITIALISATION if spin_polarized else "none (spin-paired)",
             "relax_cell": self.relax_cell,
             "fmax": self.relax_kwargs.get("fmax", 0.1),
             "max_steps": self.steps,
@@ -254,7 +264,7 @@ class GpawRelaxMaker(AseRelaxMaker):
         structure: Structure,
         label: str,
         role: CalculationRole | str = CalculationRole.CANDIDATE,
-        spin_polarized: bool = False,
+        spin_polarized: bool | None = None,
     ) -> DftCalculationDocument:
         """Relax ``structure`` with GPAW.
 
@@ -262,15 +272,15 @@ class GpawRelaxMaker(AseRelaxMaker):
             structure: Starting structure; flagged molecules-in-box keep their cell and use Γ.
             label: Candidate id, element symbol or reference label.
             role: element, reference or candidate.
-            spin_polarized: Spin polarisation, decided per chemical system by the caller.
+            spin_polarized: Spin polarisation, decided per chemical system by the caller (one
+                setting for every phase of a hull); None resolves it from this structure's elements.
 
         Returns:
             The calculation document; ``succeeded`` is False with a reason on failure.
         """
         molecule = is_molecule_in_box(structure)
-        # A structure that brings its own moments (triplet O2) is computed spin-polarised even in a
-        # non-magnetic system; closed-shell phases give the same energy either way.
-        spin_polarized = spin_polarized or has_initial_magmoms(structure)
+        if spin_polarized is None:
+            spin_polarized = self.settings.resolve_spin(structure.composition.chemical_system)
         settings = self.recorded_settings(spin_polarized)
         common = {
             "label": label,
@@ -313,11 +323,17 @@ class GpawRelaxMaker(AseRelaxMaker):
         )
 
     def run_gpaw(self, structure: Structure, spin_polarized: bool = False, molecule: bool = False) -> Any:
-        """Relax with atomate2's :class:`AseRelaxer` and a fresh GPAW calculator (not a job)."""
+        """Relax with atomate2's :class:`AseRelaxer` and a fresh GPAW calculator (not a job).
+
+        Incoming moments (a candidate's MLIP magmoms) are replaced: every phase starts from the
+        same high-spin ferromagnetic rule, or from none when spin-paired.
+        """
         structure = structure.copy()
-        if spin_polarized and "magmom" not in structure.site_properties:
+        if "magmom" in structure.site_properties:
+            structure.remove_site_property("magmom")
+        if spin_polarized:
             # GPAW stays non-magnetic when started from zero moments.
-            structure.add_site_property("magmom", [self.settings.initial_magmom] * len(structure))
+            structure.add_site_property("magmom", self.settings.initial_magmoms(structure))
         relaxer = AseRelaxer(
             self._get_calculator(spin_polarized=spin_polarized, molecule=molecule),
             relax_cell=self.relax_cell and not molecule,

@@ -14,6 +14,9 @@ class ValidationStatus(StrEnum):
     CONFIRMED_METASTABLE = "confirmed_metastable"
     NOT_CONFIRMED = "not_confirmed"
     VALIDATION_FAILED = "validation_failed"
+    """The candidate's own DFT calculation failed."""
+    VALIDATION_INCOMPLETE = "validation_incomplete"
+    """An element or reference phase of the DFT hull failed: no verdict on a partial hull."""
 
 
 class CalculationRole(StrEnum):
@@ -62,10 +65,11 @@ class ValidationDocument(BaseModel):
     formula: str = Field(description="Reduced formula of the candidate.")
     chemsys: str = Field(description="Chemical system, elements sorted and joined by '-'.")
     status: ValidationStatus = Field(
-        description="confirmed_stable, confirmed_metastable, not_confirmed or validation_failed."
+        description="confirmed_stable, confirmed_metastable, not_confirmed, validation_failed (the candidate's DFT "
+        "failed) or validation_incomplete (a hull phase failed, so no verdict)."
     )
-    validated: bool = Field(description="True when DFT produced a verdict (status is not validation_failed).")
-    failure_reason: str | None = Field(None, description="Why validation failed, when it did.")
+    validated: bool = Field(description="True when DFT produced a verdict (not validation_failed/validation_incomplete).")
+    failure_reason: str | None = Field(None, description="Why validation failed or is incomplete, when it is.")
     backend: str = Field(description="Validation backend: 'gpaw' (consistent offline hull) or 'vasp' (MP hull).")
     code: str = Field(description="DFT code used (GPAW, VASP).")
     code_version: str | None = Field(None, description="Version of the DFT code.")
@@ -82,7 +86,11 @@ class ValidationDocument(BaseModel):
     )
     dft_structure: JsonStructure | None = Field(None, description="DFT-relaxed structure of the candidate.")
     dft_relax_converged: bool | None = Field(None, description="Whether the DFT relaxation met its force criterion.")
-    dft_e_above_hull: float | None = Field(None, description="DFT energy above the hull named in hull_description, eV/atom.")
+    dft_e_above_hull: float | None = Field(
+        None,
+        description="DFT energy above the hull of the reference phases named in hull_description, eV/atom: the "
+        "candidate is not part of that hull and the value may be negative (below it), as the MLIP e_above_hull.",
+    )
     dft_decomposes_to: list[str] | None = Field(
         None, description="Labels of the hull phases the candidate decomposes to (itself when on the hull)."
     )
@@ -93,10 +101,15 @@ class ValidationDocument(BaseModel):
     mlip_formation_energy_per_atom: float | None = Field(
         None, description="MLIP formation energy per atom from the hull stage, eV/atom."
     )
-    mlip_e_above_hull: float | None = Field(None, description="MLIP energy above the MP hull from the hull stage, eV/atom.")
+    mlip_e_above_hull: float | None = Field(
+        None, description="MLIP energy above the reference hull from the hull stage (unclipped), eV/atom."
+    )
     e_above_hull_error: float | None = Field(None, description="mlip_e_above_hull minus dft_e_above_hull, eV/atom.")
     formation_energy_error: float | None = Field(
-        None, description="mlip_formation_energy_per_atom minus dft_formation_energy_per_atom, eV/atom."
+        None,
+        description="mlip_formation_energy_per_atom minus dft_formation_energy_per_atom, eV/atom, only when both are "
+        "on one energy scale (VASP backend, MP2020-corrected, and a candidate on the MP hull); None otherwise "
+        "(the GPAW hull is raw PBE with molecular references, not comparable with MP2020-corrected values).",
     )
     mlip_dft_rmsd: float | None = Field(
         None,
@@ -129,12 +142,13 @@ class ValidationReport(BaseModel):
     documents: list[ValidationDocument] = Field(description="One document per validated candidate.")
     n_selected: int = Field(description="Candidates sent to DFT.")
     n_validated: int = Field(description="Candidates that DFT produced a verdict for.")
-    n_failed: int = Field(description="Candidates whose validation failed.")
+    n_failed: int = Field(description="Candidates without a verdict (validation_failed or validation_incomplete).")
+    n_incomplete: int = Field(0, description="Candidates without a verdict because a hull phase failed (validation_incomplete).")
     n_confirmed_stable: int = Field(description="Candidates DFT confirms on the hull.")
     n_confirmed_metastable: int = Field(description="Candidates DFT places within the metastability window.")
     e_above_hull_mae: float | None = Field(None, description="Mean |MLIP - DFT| e_above_hull over validated candidates, eV/atom.")
     formation_energy_mae: float | None = Field(
-        None, description="Mean |MLIP - DFT| formation energy over validated candidates, eV/atom."
+        None, description="Mean |MLIP - DFT| formation energy over candidates where both are on one scale, eV/atom."
     )
     mean_residual_max_force: float | None = Field(
         None, description="Mean of the largest residual DFT force on MLIP structures, eV/Å."

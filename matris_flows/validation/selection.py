@@ -16,6 +16,7 @@ from matris_flows.validation.utils import (
     CandidateLike,
     candidate_chemsys,
     candidate_field,
+    candidate_relax_status,
     candidate_structure,
 )
 
@@ -28,6 +29,9 @@ class SelectionSettings(BaseModel):
         0.05, description="Only candidates at or below this MLIP e_above_hull are validated, eV/atom."
     )
     budget: int | None = Field(None, ge=0, description="Most DFT validations in total; None for no cap.")
+    allow_unconverged: bool = Field(
+        False, description="Also validate candidates whose MLIP relaxation did not converge (relaxation.status)."
+    )
     deduplicate: bool = Field(True, description="Drop candidates matching a selected candidate or a reference.")
     ltol: float = Field(0.2, gt=0, description="StructureMatcher fractional length tolerance.")
     stol: float = Field(0.3, gt=0, description="StructureMatcher site tolerance.")
@@ -81,8 +85,9 @@ def select_for_validation(
 ) -> SelectionResult:
     """Choose the candidates to validate with DFT.
 
-    Per chemical system, candidates with a successful hull result and
-    ``e_above_hull <= settings.max_e_above_hull`` are ranked by e_above_hull; a candidate
+    Per chemical system, candidates with a successful hull result, a converged relaxation
+    (unless ``settings.allow_unconverged``) and ``e_above_hull <= settings.max_e_above_hull``
+    are ranked by e_above_hull; a candidate
     that ``StructureMatcher`` matches to a better-ranked candidate or to a reference
     structure is dropped; the first ``top_k`` survivors are kept. The budget is then spent
     rank by rank across systems (every system's best candidate before any second-best),
@@ -108,6 +113,9 @@ def select_for_validation(
             skipped[cid] = f"no hull result (thermo_status={str(status)!r})"
         elif candidate_field(candidate, "structure") is None:
             skipped[cid] = "no relaxed structure"
+        elif not settings.allow_unconverged and candidate_relax_status(candidate) == "not_converged":
+            # An unconverged structure's energy is not a minimum: DFT on it says little about the candidate.
+            skipped[cid] = "MLIP relaxation not converged (allow_unconverged is off)"
         elif e_hull > settings.max_e_above_hull:
             skipped[cid] = f"e_above_hull {e_hull:.4f} > {settings.max_e_above_hull} eV/atom"
         else:

@@ -1,4 +1,4 @@
-"""Plumbing shared by the validation modules: reading candidates, structures and shared data.
+"""Plumbing shared by the validation modules: reading candidates and their structures.
 
 Candidates come from the hull stage as ``CandidateDocument`` objects, or as their dicts
 once they have been through a job store; this stage reads them only through
@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from pymatgen.core import Structure
-
-from matris_flows.shared_data import shared_data_dir  # noqa: F401 (re-exported)
 
 
 @runtime_checkable
@@ -66,6 +64,13 @@ def candidate_potential_name(candidate: CandidateLike | Mapping[str, Any]) -> st
     return None if potential is None else candidate_field(potential, "name")
 
 
+def candidate_relax_status(candidate: CandidateLike | Mapping[str, Any]) -> str | None:
+    """Return ``candidate.relaxation.status`` ('converged', 'not_converged', 'failed') when recorded."""
+    relaxation = candidate_field(candidate, "relaxation")
+    status = None if relaxation is None else candidate_field(relaxation, "status")
+    return None if status is None else str(getattr(status, "value", status))
+
+
 def slim_candidate(candidate: CandidateLike | Mapping[str, Any]) -> dict[str, Any]:
     """The fields validation needs, as a plain dict: job inputs then never depend on the hull stage's classes."""
     return {
@@ -79,5 +84,11 @@ def slim_candidate(candidate: CandidateLike | Mapping[str, Any]) -> dict[str, An
         "e_above_hull": candidate_field(candidate, "e_above_hull"),
         "is_stable": candidate_field(candidate, "is_stable"),
         "thermo_status": candidate_field(candidate, "thermo_status", "ok"),
-        "relaxation": {"potential": {"name": candidate_potential_name(candidate)}},
+        "hull_kind": _value(candidate_field(candidate, "hull_kind")),
+        "relaxation": {"potential": {"name": candidate_potential_name(candidate)}, "status": candidate_relax_status(candidate)},
     }
+
+
+def _value(value: Any) -> Any:
+    """An enum's value (documents hold enums, their dicts plain strings)."""
+    return getattr(value, "value", value)

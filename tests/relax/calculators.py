@@ -39,3 +39,17 @@ class RaisingCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
         raise RuntimeError("model exploded")
+
+
+class CollapsingCalculator(Calculator):
+    """Pulls atoms 0 and 1 onto each other (E = k d²/2, no repulsion): a model with an unphysical minimum."""
+
+    implemented_properties = ("energy", "forces", "stress")
+
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        k = 5.0
+        d = self.atoms.positions[1] - self.atoms.positions[0]
+        forces = np.zeros((len(self.atoms), 3))
+        forces[0], forces[1] = k * d, -k * d
+        self.results = {"energy": 0.5 * k * float(d @ d), "forces": forces, "stress": np.zeros(6)}

@@ -10,11 +10,12 @@ from monty.json import jsanitize
 from pymatgen.analysis.phase_diagram import PhaseDiagram
 from pymatgen.core import Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedEntry
+from reference_data import shared_data_dir
 
 from matris_flows.potentials.naming import parse_potential
 from matris_flows.relax.schemas import PotentialInfo, RelaxationDocument, RelaxSettings, RelaxStatus
 from matris_flows.thermo.hull import HullIndex, energy_above_hull
-from matris_flows.thermo.references import LocalFileReferences, shared_data_dir
+from matris_flows.thermo.references import LocalFileReferences
 from matris_flows.thermo.schemas import CandidateDocument, ThermoStatus
 
 LFO_PATH = shared_data_dir() / "mp_chemsys" / "Li-Fe-O.json.gz"

@@ -8,13 +8,14 @@ import matplotlib.pyplot as plt
 import pytest
 from maggma.stores import MemoryStore
 from pymatgen.analysis.phase_diagram import PhaseDiagram
+from reference_data import shared_data_dir
 from results_dataset import candidate_docs, reference_entries
 
 import matris_flows.campaign.inspect as inspect_module
 from matris_flows.cli import main
 from matris_flows.results import hull_data, plot_hull, plot_hull_html
 from matris_flows.results.plot import hull_figure
-from matris_flows.thermo.references import LocalFileReferences, shared_data_dir
+from matris_flows.thermo.references import LocalFileReferences
 
 CAMPAIGN = "alpha"
 
@@ -227,3 +228,31 @@ def test_bad_requests(tmp_path, campaign_dir, stores):
     stores.references.remove_docs({})
     with pytest.raises(ValueError, match="no reference phases within Li-O"):
         inspect_module.plot_campaign(campaign_dir, "Li-O", tmp_path / "hull.png")
+
+
+def test_candidates_of_one_composition_show_the_lowest_on_top_with_a_count():
+    references = _lfpo_references()
+    base = next(d for d in _candidates() if d["candidate_id"] == "c03")
+    # three polymorphs of one composition, listed lowest first: drawn last-on-top it must be the lowest
+    energies = [0.03, 0.15, 0.4]
+    candidates = [
+        {**base, "candidate_id": f"poly{k}", "e_above_hull": e, "is_stable": False, "is_stable_campaign": False}
+        for k, e in enumerate(energies)
+    ]
+    data, figure = _figure("Li-Fe-O", candidates, references)
+    try:
+        (scatter,) = _by_gid(figure, "candidates")
+        drawn = list(scatter.get_array())
+        assert drawn[-1] == min(energies) and sorted(drawn, reverse=True) == drawn
+        counts = [t.get_text() for t in _by_gid(figure, "candidate-count")]
+        assert counts == ["×3"]
+        legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+        assert any("×n" in text for text in legend)
+    finally:
+        plt.close(figure)
+    # a binary picture has energy as an axis: no point hides another, so no counts
+    data, figure = _figure("Li-O", [{**c, "formula": "Li2O", "chemsys": "Li-O"} for c in candidates], references)
+    try:
+        assert len(data.candidates) == 3 and _by_gid(figure, "candidate-count") == []
+    finally:
+        plt.close(figure)

@@ -5,10 +5,10 @@ import json
 
 from monty.json import MontyDecoder
 from pymatgen.core import Structure
+from reference_data import shared_data_dir
 
 from matris_flows.potentials.naming import parse_potential
 from matris_flows.relax.schemas import PotentialInfo, RelaxationDocument, RelaxSettings, RelaxStatus
-from matris_flows.thermo.references import shared_data_dir
 
 LFPO_PATH = shared_data_dir() / "mp_chemsys" / "Li-Fe-P-O.json.gz"
 

@@ -10,9 +10,10 @@ from matris_flows.thermo.campaign_hull import CampaignHullBuilder
 from matris_flows.thermo.references import LocalFileReferences
 
 
-def _doc(cid, formula, formation_energy, e_above_hull, structure=None, spacegroup=1):
+def _doc(cid, formula, formation_energy, e_above_hull, structure=None, spacegroup=1, relax_status="converged"):
     structure = structure or Structure(Lattice.cubic(4.0), ["Li", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     return {
+        "relaxation": {"status": relax_status},
         "candidate_id": cid, "campaign": "c", "formula": Composition(formula).reduced_formula,
         "chemsys": "-".join(sorted(el.symbol for el in Composition(formula))), "thermo_status": "ok",
         "formation_energy_per_atom": formation_energy, "corrected_energy_per_atom": formation_energy,
@@ -103,3 +104,24 @@ def test_reference_phases_are_written_to_the_campaign_store(lfpo_path):
     stable = {d["formula"] for d in docs if d["is_stable"]}
     assert {"Li", "O2", "Li2O", "Li2O2"} <= stable
     assert all(d["e_above_hull"] >= -1e-9 and (d["e_above_hull"] > 1e-6) != d["is_stable"] for d in docs)
+
+
+def test_unconverged_relaxations_are_never_campaign_stable_unless_allowed():
+    """An unconverged candidate still shapes the campaign hull, but is stable only when the spec allows it."""
+    docs = [
+        _doc("li2o", "Li2O", -2.0, -2.0, relax_status="not_converged"),
+        _doc("li2o2", "Li2O2", -1.0, -1.0, spacegroup=2),  # above the Li2O-O tie line
+        _doc("lio2", "LiO2", -0.9, -0.9, spacegroup=3),
+    ]
+    store = _store(docs)
+    out = _builder(store).build()
+    by_id = {d["candidate_id"]: d for d in store.query({})}
+    assert by_id["li2o"]["e_above_hull_campaign"] == pytest.approx(0.0, abs=1e-9)  # it is on the hull...
+    assert by_id["li2o"]["is_stable_campaign"] is False  # ...but its energy is no minimum
+    # Li2O2 (x_O = 1/2) on the Li2O (x_O = 1/3, -2.0) - O (0) tie line: -1.0 - (-2.0 * (1 - 1/2) / (1 - 1/3)) = +0.5
+    assert by_id["li2o2"]["e_above_hull_campaign"] == pytest.approx(0.5, abs=1e-9)
+    assert out.n_stable_campaign == 0
+
+    allowing = CampaignHullBuilder(store, references=LocalFileReferences(paths=[]), campaign="c", allow_unconverged=True)
+    assert allowing.build().n_systems_updated == 1  # the setting is part of the fingerprint: recomputed
+    assert store.query_one({"candidate_id": "li2o"})["is_stable_campaign"] is True

@@ -181,3 +181,60 @@ def test_hull_job_publishes_its_documents_to_the_candidates_store(sample, refs):
             assert doc["relaxation"]["relax_job"] == "relax-uuid" and "forces" not in doc["relaxation"]
             assert doc["e_above_hull_campaign"] is None  # left to the campaign-wide step
             assert isinstance(doc["spacegroup"], int) and doc["elements"] == sorted(doc["chemsys"].split("-"))
+
+
+def test_unconverged_relaxations_are_never_stable_unless_allowed(refs):
+    """An unconverged relaxation far below the hull is flagged, not stable; the spec's allow_unconverged lets it be."""
+    structure = rocksalt("Li", "O", 4.6)  # LiO: no MP phase at this energy
+    probe = assess_candidates([relaxation_doc("probe", structure, -10.0, "chgnet")], refs)[0]
+    e_hull = probe.corrected_energy_per_atom - probe.e_above_hull
+    n = len(structure)
+    docs = [
+        relaxation_doc("done", structure, (e_hull - 0.2) * n, "chgnet"),
+        relaxation_doc("stuck", structure, (e_hull - 0.3) * n, "chgnet", status=RelaxStatus.NOT_CONVERGED),
+    ]
+    out = assess_candidates(docs, refs)
+    assert [d.e_above_hull for d in out] == pytest.approx([-0.2, -0.3])
+    assert [d.is_stable for d in out] == [True, False]
+    assert out[1].relaxation.status is RelaxStatus.NOT_CONVERGED and out[1].is_stable_campaign is False
+    for allowed, expected in ((False, [True, False]), (True, [True, True])):
+        job = HullMaker(references=refs, allow_unconverged=allowed).make(docs)
+        result = run_locally(job, store=JobStore(MemoryStore()), ensure_success=True)[job.uuid][1].output
+        assert [d.is_stable for d in result.documents] == expected
+        assert result.n_stable == sum(expected)
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_spec_allow_unconverged_reaches_both_hull_jobs(tmp_path, allowed):
+    from matris_flows.campaign.flow import ScreeningMaker
+    from matris_flows.campaign.spec import load_spec
+    from matris_flows.thermo.jobs import CampaignHullMaker
+
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(
+        "name: gate\ngeneration:\n  prototypes:\n    element_lists: [[Li], [O]]\n    prototypes: [rocksalt]\n"
+        f"hull:\n  allow_unconverged: {str(allowed).lower()}\n"
+    )
+    maker = ScreeningMaker.from_spec(load_spec(spec_file), tmp_path)
+    assert maker.hull.allow_unconverged is allowed
+    campaign_hull = [j for j in maker.make().jobs if isinstance(getattr(j, "maker", None), CampaignHullMaker)]
+    assert len(campaign_hull) == 1 and campaign_hull[0].maker.allow_unconverged is allowed
+
+
+def test_elemental_references_use_the_campaign_potential_options():
+    """The corners of an internal hull come from the same weights as the candidates (loader options)."""
+    import json
+
+    from matris_flows.relax.schemas import RelaxSettings
+    from matris_flows.thermo.jobs import _elemental_reference
+
+    settings = RelaxSettings(fmax=0.05, max_steps=200).model_dump_json()
+    lj = "ase.calculators.lj:LennardJones"
+    energies = {}
+    for epsilon in (1.0, 2.0):
+        options = json.dumps({"calculator_kwargs": {"sigma": 2.3, "epsilon": epsilon, "rc": 6.0}})
+        doc = _elemental_reference("Cu", lj, settings, "cpu", options)
+        assert doc.succeeded, doc.error
+        energies[epsilon] = doc.energy_per_atom
+    # LJ energy at the relaxed (sigma-set) geometry scales with epsilon: the options were used
+    assert energies[2.0] == pytest.approx(2 * energies[1.0], rel=1e-3)

@@ -53,3 +53,17 @@ def test_top_k_without_budget():
     result = select_for_validation(candidates, SelectionSettings(top_k=2, deduplicate=False))
     assert result.selected_ids == ["c0", "c1"]
     assert result.skipped == {"c2": "beyond top_k=2 in Cl-Na", "c3": "beyond top_k=2 in Cl-Na"}
+
+
+def test_unconverged_relaxations_are_not_selected_unless_allowed():
+    candidates = [
+        make_candidate("ok", _cscl(3.40), 0.010),
+        make_candidate("unconverged", _zincblende(6.1), -0.050, relax_status="not_converged"),  # looks best
+    ]
+    result = select_for_validation(candidates, SelectionSettings(top_k=2))
+    assert result.selected_ids == ["ok"]
+    assert result.skipped == {"unconverged": "MLIP relaxation not converged (allow_unconverged is off)"}
+    # Dicts from the candidates store (status as a plain string) are read the same way.
+    assert select_for_validation([c.model_dump() for c in candidates], SelectionSettings(top_k=2)).selected_ids == ["ok"]
+    allowed = select_for_validation(candidates, SelectionSettings(top_k=2, allow_unconverged=True))
+    assert allowed.selected_ids == ["unconverged", "ok"]

@@ -9,13 +9,14 @@ import pytest
 from jobflow import JobStore, run_locally
 from maggma.stores import MemoryStore
 from monty.json import MontyDecoder
+from pymatgen.entries.computed_entries import ComputedEntry
 from pymatgen.io.vasp import Incar, Kpoints, Poscar
+from reference_data import shared_data_dir
 from validation_helpers import make_candidate
 
 from matris_flows.validation.jobs import ValidationMaker
 from matris_flows.validation.schemas import ValidationStatus
 from matris_flows.validation.selection import SelectionSettings
-from matris_flows.validation.utils import shared_data_dir
 from matris_flows.validation.vasp import (
     VaspValidationMaker,
     mp2020_corrected_entry,
@@ -89,16 +90,31 @@ def test_parse_nio_into_mp2020_entry(nio_task):
 def test_nio_validation_document_on_mp_hull(nio_task):
     refs = json.load(gzip.open(shared_data_dir() / "mp_elemental_refs_2023-02-07.json.gz"), cls=MontyDecoder)
     references = [refs["Ni"], refs["O"]]
-    candidate = make_candidate("nio-1", nio_task.structure, 0.0, formation_energy_per_atom=-1.2)
+    candidate = make_candidate("nio-1", nio_task.structure, 0.0, formation_energy_per_atom=-1.2, hull_kind="mp")
     doc = vasp_validation_from_task(candidate, nio_task, references, first_relax_task=nio_task)
     assert doc.validated and doc.backend == "vasp" and doc.code == "VASP" and doc.code_version == "6.4.1"
     assert doc.dft_corrected_energy_per_atom == pytest.approx(-3.876745205)
     expected_form = doc.dft_corrected_energy_per_atom - (refs["Ni"].energy_per_atom + refs["O"].energy_per_atom) / 2
     assert doc.dft_formation_energy_per_atom == pytest.approx(expected_form)
-    # With only the elements on the hull, e_above_hull is max(formation energy, 0) here.
-    assert doc.dft_e_above_hull == pytest.approx(max(expected_form, 0.0))
+    # Only the elements on the hull: the distance is the formation energy.
+    assert doc.dft_e_above_hull == pytest.approx(expected_form)
+    assert doc.dft_decomposes_to == sorted(str(refs[el].entry_id) for el in ("Ni", "O"))
     assert "MP2020" in doc.hull_description
     assert doc.e_above_hull_error == pytest.approx(0.0 - doc.dft_e_above_hull)
+    # Both formation energies MP2020-corrected on the MP hull: like with like, so the error is reported...
+    assert doc.formation_energy_error == pytest.approx(-1.2 - expected_form)
+    # ...and not for a candidate whose MLIP energies are on another (campaign-internal) scale.
+    internal = make_candidate("nio-2", nio_task.structure, 0.0, formation_energy_per_atom=-1.2, hull_kind="campaign_internal")
+    assert vasp_validation_from_task(internal, nio_task, references).formation_energy_error is None
+
+    # A known NiO 50 meV/atom above the candidate: the candidate is measured from outside the MP
+    # hull like the MLIP e_above_hull, so it reads -0.05 (the old hull put it inside and read 0).
+    # (Elements shifted so that NiO forms: this NiO test run lies above the real elemental references.)
+    known = ComputedEntry("NiO", 2 * (doc.dft_corrected_energy_per_atom + 0.05), entry_id="mp-known-NiO")
+    elements = [ComputedEntry("Ni", -3.0, entry_id="ni"), ComputedEntry("O2", -6.0, entry_id="o")]
+    below = vasp_validation_from_task(candidate, nio_task, [*elements, known])
+    assert below.dft_e_above_hull == pytest.approx(-0.05)
+    assert below.dft_decomposes_to == ["mp-known-NiO"] and below.e_above_hull_error == pytest.approx(0.05)
     assert doc.residual_max_force_on_mlip_structure == pytest.approx(0.0, abs=1e-6)
 
 

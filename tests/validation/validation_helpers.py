@@ -37,6 +37,7 @@ class RelaxationStandIn(BaseModel):
     """The part of the relax stage's RelaxationDocument that validation reads."""
 
     potential: PotentialStandIn = Field(description="Potential provenance.")
+    status: str = Field("converged", description="converged, not_converged or failed.")
 
 
 class CandidateStandIn(BaseModel):
@@ -51,6 +52,7 @@ class CandidateStandIn(BaseModel):
     formation_energy_per_atom: float | None = Field(None, description="MLIP formation energy per atom.")
     e_above_hull: float | None = Field(None, description="MLIP e_above_hull.")
     is_stable: bool | None = Field(None, description="On the MLIP hull.")
+    hull_kind: str | None = Field(None, description="'mp' or 'campaign_internal'.")
     thermo_status: str = Field("ok", description="Hull-stage status.")
     relaxation: RelaxationStandIn | None = Field(None, description="Relaxation provenance.")
     validation: dict | None = Field(None, description="Joined validation document.")
@@ -67,6 +69,8 @@ def make_candidate(candidate_id: str, structure: Structure, e_above_hull: float 
         formation_energy_per_atom=kwargs.pop("formation_energy_per_atom", -1.8),
         e_above_hull=e_above_hull,
         is_stable=e_above_hull == 0 if e_above_hull is not None else None,
-        relaxation=RelaxationStandIn(potential=PotentialStandIn(name="matris-stand-in")),
+        relaxation=RelaxationStandIn(
+            potential=PotentialStandIn(name="matris-stand-in"), status=kwargs.pop("relax_status", "converged")
+        ),
         **kwargs,
     )
