@@ -54,7 +54,7 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
 fi
 
 host=$(hostname -s)
-cpus=$(nproc)
+cpus=$(nproc --all)  # --all: plain nproc honours OMP_NUM_THREADS
 free_mb=$(awk '/MemAvailable/ {print int($2 / 1024)}' /proc/meminfo)
 memory=$(( free_mb * 9 / 10 ))
 cat > /etc/slurm/slurm.conf <<EOF

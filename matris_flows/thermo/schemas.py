@@ -155,7 +155,7 @@ class HullOutput(BaseModel):
     candidate_ids: list[str] = Field(description="Candidates assessed, in chunk order.")
     n_ok: int = Field(0, description="Candidates with a hull energy.")
     n_stable: int = Field(0, description="Candidates with is_stable (reference hull).")
-    n_known_phases: int = Field(0, description="Candidates whose relaxed structure matches a reference phase.")
+    n_known_phases: int = Field(0, description="Candidates that are a reference phase (matches_reference: relaxed structure, else as generated).")
     n_failed: int = Field(0, description="Candidates without a hull energy (relaxation failed, rejected, no reference).")
     published: bool = Field(
         False, description="The documents went to the candidates store (then 'documents' is None)."
@@ -173,7 +173,7 @@ class CampaignHullOutput(BaseModel):
     n_systems_updated: int = Field(0, description="Groups recomputed this run (the others were unchanged).")
     n_duplicates: int = Field(0, description="Candidates marked duplicate_of another one.")
     n_stable_campaign: int = Field(0, description="Candidates with is_stable_campaign.")
-    n_known_phases: int = Field(0, description="Candidates whose relaxed structure matches a reference phase.")
+    n_known_phases: int = Field(0, description="Candidates that are a reference phase (matches_reference: relaxed structure, else as generated).")
     n_new_stable: int = Field(
         0, description="Candidates with is_stable_campaign that are no known phase (and, by then, no duplicate)."
     )

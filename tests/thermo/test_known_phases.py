@@ -128,3 +128,14 @@ def test_generated_structure_recognises_a_phase_the_model_relaxes_elsewhere(mp, 
     }
     # without the generated structures only the relaxed match is left
     assert match_known_phases([("elsewhere", elsewhere)], refs) == {"elsewhere": None}
+
+
+def test_hull_stage_matches_the_generated_structure(mp, refs):
+    """assess_candidates passes the relaxation's input structure: an MP input relaxed elsewhere stays a known phase."""
+    ground = min((e for e in mp.values() if e.composition.reduced_formula == "LiFeO2"), key=lambda e: e.energy_per_atom)
+    doc = relaxation_doc("moved", made_up_lifeo2(), -7.2 * 4, "chgnet")
+    doc = doc.model_copy(update={"input_structure": rattled(ground.structure, 6)})
+    (out,) = assess_candidates([doc], refs)
+    assert out.matches_reference == material_id(ground)
+    (plain,) = assess_candidates([relaxation_doc("moved", made_up_lifeo2(), -7.2 * 4, "chgnet")], refs)
+    assert plain.matches_reference is None
