@@ -99,6 +99,7 @@ class JobEvent:
     status: str  # submitted | completed | failed | skipped | resumed | retrying
     n_items: int | None = None  # completed: items the output holds (see count_items)
     error: str | None = None  # failed: the first line of the exception, e.g. "ValueError: ..."
+    job: Job | None = field(default=None, repr=False, compare=False)  # failed: the job, for its inputs
 
 
 def count_items(output: Any) -> int | None:
@@ -496,7 +497,9 @@ class _DaskRunner:
     # -- bookkeeping --------------------------------------------------------------
     def emit(self, job: Job, status: str, n_items: int | None = None, error: str | None = None):
         if self.progress is not None:
-            self.progress(JobEvent(job.uuid, job.index, job.name, status, n_items=n_items, error=error))
+            self.progress(
+                JobEvent(job.uuid, job.index, job.name, status, n_items=n_items, error=error, job=job if status == "failed" else None)
+            )
 
     def schedule(self, action: Callable[[], None]):
         # a queue rather than direct calls keeps long chains of skipped/resumed

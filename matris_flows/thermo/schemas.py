@@ -33,6 +33,8 @@ class ThermoStatus(StrEnum):
     """The relaxation produced no energy, so there is nothing to put on a hull."""
     NO_REFERENCE = "no_reference"
     """No reference data for the candidate's chemical system."""
+    JOB_FAILED = "job_failed"
+    """The candidate's relaxation or hull job failed (reason in ``thermo_failure_reason``); ``resume`` reruns it."""
 
 
 class ReferenceProvenance(BaseModel):
@@ -142,7 +144,7 @@ class CandidateDocument(BaseModel):
     )
     stability_threshold: float = Field(0.0, description="Threshold used for is_stable and is_stable_campaign, eV/atom.")
     hull_kind: HullKind | None = Field(None, description="'mp' or 'campaign_internal'.")
-    thermo_status: ThermoStatus = Field(description="ok, rejected, relax_failed or no_reference.")
+    thermo_status: ThermoStatus = Field(description="ok, rejected, relax_failed, no_reference or job_failed.")
     thermo_failure_reason: str | None = Field(None, description="Why no hull energy was computed.")
     reference: ReferenceProvenance | None = Field(None, description="Provenance of the reference hull.")
     relaxation: RelaxationSummary = Field(description="The relaxation this document was computed from (no arrays).")
@@ -155,7 +157,9 @@ class HullOutput(BaseModel):
     candidate_ids: list[str] = Field(description="Candidates assessed, in chunk order.")
     n_ok: int = Field(0, description="Candidates with a hull energy.")
     n_stable: int = Field(0, description="Candidates with is_stable (reference hull).")
-    n_known_phases: int = Field(0, description="Candidates that are a reference phase (matches_reference: relaxed structure, else as generated).")
+    n_known_phases: int = Field(
+        0, description="Candidates that are a reference phase (matches_reference: relaxed structure, else as generated)."
+    )
     n_failed: int = Field(0, description="Candidates without a hull energy (relaxation failed, rejected, no reference).")
     published: bool = Field(
         False, description="The documents went to the candidates store (then 'documents' is None)."
@@ -173,7 +177,9 @@ class CampaignHullOutput(BaseModel):
     n_systems_updated: int = Field(0, description="Groups recomputed this run (the others were unchanged).")
     n_duplicates: int = Field(0, description="Candidates marked duplicate_of another one.")
     n_stable_campaign: int = Field(0, description="Candidates with is_stable_campaign.")
-    n_known_phases: int = Field(0, description="Candidates that are a reference phase (matches_reference: relaxed structure, else as generated).")
+    n_known_phases: int = Field(
+        0, description="Candidates that are a reference phase (matches_reference: relaxed structure, else as generated)."
+    )
     n_new_stable: int = Field(
         0, description="Candidates with is_stable_campaign that are no known phase (and, by then, no duplicate)."
     )

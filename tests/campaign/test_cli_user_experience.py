@@ -243,7 +243,11 @@ def test_a_missing_reference_file_fails_its_jobs_and_resume_completes_once_it_is
     failures = json.loads((directory / FAILURES_FILE).read_text())
     assert failures and all("Li-Fe-O.json.gz" in f["error"] for f in failures)
     assert main(["query", str(directory), "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out) == [], "no candidate is published without its hull"
+    marked = {doc["formula"]: doc for doc in json.loads(capsys.readouterr().out)}
+    assert set(marked) == {"Li2O", "LiFeO2"}, "the failed chunks' candidates stay visible"
+    for doc in marked.values():
+        assert doc["thermo_status"] == "job_failed" and doc["e_above_hull"] is None
+        assert "Li-Fe-O.json.gz" in doc["thermo_failure_reason"] and str(directory / LOG_FILE) in doc["thermo_failure_reason"]
 
     references.parent.mkdir()
     shutil.copy(resolve_data_path("package:mp_Li-Fe-O_2024-11-21.json.gz"), references)

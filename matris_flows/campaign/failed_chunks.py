@@ -1,0 +1,100 @@
+"""Candidates of a chunk whose relaxation or hull job failed: published, marked with the reason.
+
+A failed chunk job must not make its candidates vanish from the campaign store: the driver
+publishes one ``job_failed`` document per candidate of the chunk that has none yet (the
+failure's first line and where the traceback is), so ``query``/``status`` show them. The
+rerun on ``resume`` upserts the real documents over them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from jobflow.core.reference import OnMissing, OutputReference
+
+from matris_flows.core.chemsys import chemsys_of
+from matris_flows.core.serialization import json_document
+from matris_flows.potentials.naming import PotentialInfo, parse_potential
+from matris_flows.relax.schemas import RelaxationSummary, RelaxSettings, RelaxStatus
+from matris_flows.thermo.schemas import CandidateDocument, ThermoStatus
+
+if TYPE_CHECKING:
+    from jobflow import Job, JobStore
+    from maggma.core import Store
+
+    from matris_flows.campaign.spec import CampaignSpec
+
+logger = logging.getLogger(__name__)
+
+
+def chunk_reference(job: Job) -> OutputReference | None:
+    """The ``<shard>.chunks[k]`` reference a chunk job takes its candidates from, or None (not a chunk job)."""
+    for value in [*job.function_args, *job.function_kwargs.values()]:
+        if isinstance(value, OutputReference):
+            attributes = value.attributes
+            for position in range(len(attributes) - 1):
+                if attributes[position] == ("a", "chunks") and attributes[position + 1][0] == "i":
+                    return OutputReference(value.uuid, attributes[: position + 2])
+    return None
+
+
+def _resolve(chunk: OutputReference, name: str, store: JobStore) -> Any:
+    return OutputReference(chunk.uuid, (*chunk.attributes, ("a", name))).resolve(store, on_missing=OnMissing.NONE)
+
+
+def failed_chunk_documents(job: Job, reason: str, store: JobStore, spec: CampaignSpec) -> list[CandidateDocument]:
+    """``job_failed`` documents of the candidates of the chunk ``job`` worked on (empty for other jobs)."""
+    chunk = chunk_reference(job)
+    if chunk is None:
+        return []
+    structures, candidate_ids = _resolve(chunk, "structures", store), _resolve(chunk, "candidate_ids", store)
+    if not structures or not candidate_ids:
+        return []
+    provenance = _resolve(chunk, "provenance", store) or [None] * len(candidate_ids)
+    parsed = parse_potential(spec.potential.name, spec.potential.options)
+    potential = PotentialInfo(
+        name=parsed.name, kind=parsed.kind.value, device=spec.potential.device, energy_convention=parsed.energy_convention
+    )
+    settings = spec.relax if isinstance(spec.relax, RelaxSettings) else RelaxSettings()
+    documents = []
+    for structure, candidate_id, origin in zip(structures, candidate_ids, provenance, strict=False):
+        composition = structure.composition
+        elements = sorted(el.symbol for el in composition.elements)
+        documents.append(
+            CandidateDocument(
+                candidate_id=candidate_id,
+                campaign=spec.name,
+                formula=composition.reduced_formula,
+                chemsys=chemsys_of(elements),
+                elements=elements,
+                provenance=origin,
+                thermo_status=ThermoStatus.JOB_FAILED,
+                thermo_failure_reason=reason,
+                relaxation=RelaxationSummary(
+                    status=RelaxStatus.FAILED, converged=False, failure_reason=reason, engine=settings.engine,
+                    potential=potential, settings=settings,
+                ),
+            )
+        )
+    return documents
+
+
+def publish_failed_chunk(job: Job, reason: str, store: JobStore, candidates: Store, spec: CampaignSpec) -> int:
+    """Publish the failed chunk's candidates that have no document yet; returns how many.
+
+    Never raises: marking is a courtesy of the report, the failure itself is already recorded.
+    """
+    try:
+        documents = failed_chunk_documents(job, reason, store, spec)
+        if not documents:
+            return 0
+        ids = [d.candidate_id for d in documents]
+        present = {d["candidate_id"] for d in candidates.query({"candidate_id": {"$in": ids}}, properties=["candidate_id"])}
+        new = [json_document(d) for d in documents if d.candidate_id not in present]
+        if new:
+            candidates.update(new, key="candidate_id")
+        return len(new)
+    except Exception as exc:  # noqa: BLE001 - the failure is recorded elsewhere; this only adds detail
+        logger.warning(f"could not mark the candidates of failed job {job.name}: {type(exc).__name__}: {exc}")
+        return 0
