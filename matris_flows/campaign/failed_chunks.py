@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from jobflow.core.reference import OnMissing, OutputReference
 
-from matris_flows.core.chemsys import chemsys_of
 from matris_flows.core.serialization import json_document
 from matris_flows.potentials.naming import PotentialInfo, parse_potential
-from matris_flows.relax.schemas import RelaxationSummary, RelaxSettings, RelaxStatus
+from matris_flows.relax.documents import failed_document
+from matris_flows.thermo.assess import DocumentContext, unassessed_candidate
 from matris_flows.thermo.schemas import CandidateDocument, ThermoStatus
 
 if TYPE_CHECKING:
@@ -39,8 +39,9 @@ def chunk_reference(job: Job) -> OutputReference | None:
     return None
 
 
-def _resolve(chunk: OutputReference, name: str, store: JobStore) -> Any:
-    return OutputReference(chunk.uuid, (*chunk.attributes, ("a", name))).resolve(store, on_missing=OnMissing.NONE)
+def _resolve(chunk: OutputReference, name: str, store: JobStore, cache: dict) -> Any:
+    # ``cache`` is jobflow's reference cache: the shard output is read from the store once
+    return OutputReference(chunk.uuid, (*chunk.attributes, ("a", name))).resolve(store, cache, on_missing=OnMissing.NONE)
 
 
 def failed_chunk_documents(job: Job, reason: str, store: JobStore, spec: CampaignSpec) -> list[CandidateDocument]:
@@ -48,36 +49,24 @@ def failed_chunk_documents(job: Job, reason: str, store: JobStore, spec: Campaig
     chunk = chunk_reference(job)
     if chunk is None:
         return []
-    structures, candidate_ids = _resolve(chunk, "structures", store), _resolve(chunk, "candidate_ids", store)
+    cache: dict = {}
+    structures, candidate_ids = _resolve(chunk, "structures", store, cache), _resolve(chunk, "candidate_ids", store, cache)
     if not structures or not candidate_ids:
         return []
-    provenance = _resolve(chunk, "provenance", store) or [None] * len(candidate_ids)
+    provenance = _resolve(chunk, "provenance", store, cache) or [None] * len(candidate_ids)
     parsed = parse_potential(spec.potential.name, spec.potential.options)
     potential = PotentialInfo(
         name=parsed.name, kind=parsed.kind.value, device=spec.potential.device, energy_convention=parsed.energy_convention
     )
-    settings = spec.relax if isinstance(spec.relax, RelaxSettings) else RelaxSettings()
-    documents = []
-    for structure, candidate_id, origin in zip(structures, candidate_ids, provenance, strict=False):
-        composition = structure.composition
-        elements = sorted(el.symbol for el in composition.elements)
-        documents.append(
-            CandidateDocument(
-                candidate_id=candidate_id,
-                campaign=spec.name,
-                formula=composition.reduced_formula,
-                chemsys=chemsys_of(elements),
-                elements=elements,
-                provenance=origin,
-                thermo_status=ThermoStatus.JOB_FAILED,
-                thermo_failure_reason=reason,
-                relaxation=RelaxationSummary(
-                    status=RelaxStatus.FAILED, converged=False, failure_reason=reason, engine=settings.engine,
-                    potential=potential, settings=settings,
-                ),
-            )
+    settings = spec.relax
+    context = DocumentContext(campaign=spec.name, provenance=dict(zip(candidate_ids, provenance, strict=False)))
+    return [
+        unassessed_candidate(
+            failed_document(candidate_id, structure, reason, potential, settings, settings.engine), context,
+            ThermoStatus.JOB_FAILED, reason,
         )
-    return documents
+        for structure, candidate_id in zip(structures, candidate_ids, strict=False)
+    ]
 
 
 def publish_failed_chunk(job: Job, reason: str, store: JobStore, candidates: Store, spec: CampaignSpec) -> int:

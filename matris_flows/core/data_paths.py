@@ -11,9 +11,17 @@ from pathlib import Path
 PACKAGE_PREFIX = "package:"
 
 
+def package_data_path(name: str) -> Path:
+    """A file shipped in ``matris_flows/data`` (attributions in its README).
+
+    The folder has no ``__init__.py`` (pure package data), so it is located from the package root.
+    """
+    return Path(str(files("matris_flows").joinpath("data", name)))
+
+
 def resolve_data_path(path: str | Path) -> Path:
     """The file a spec's data path names: ``package:<file>`` in the installed package, else the path itself."""
     text = str(path)
     if text.startswith(PACKAGE_PREFIX):
-        return Path(str(files("matris_flows").joinpath("data", text.removeprefix(PACKAGE_PREFIX))))
+        return package_data_path(text.removeprefix(PACKAGE_PREFIX))
     return Path(text).expanduser()

@@ -12,13 +12,13 @@ import itertools
 import json
 from collections.abc import Iterator, Sequence
 from functools import cache
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 
+from matris_flows.core.data_paths import package_data_path
 from matris_flows.generation.filters import is_charge_balanced
 from matris_flows.generation.ids import build_candidate
 from matris_flows.generation.schemas import (
@@ -118,7 +118,7 @@ def build_prototype_library() -> dict[str, dict[str, Any]]:
 
 def write_prototype_library(path: str | Path | None = None) -> Path:
     """Write the library JSON (default: the package data file) and return its path."""
-    path = Path(path) if path else Path(str(files("matris_flows") / "data" / PROTOTYPE_FILE))
+    path = Path(path) if path else package_data_path(PROTOTYPE_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(build_prototype_library(), indent=1, sort_keys=True))
     return path
@@ -127,7 +127,7 @@ def write_prototype_library(path: str | Path | None = None) -> Path:
 @cache
 def load_prototype_library() -> dict[str, dict[str, Any]]:
     """Return the shipped prototype library, ``{name: {spacegroup, lattice, labels, frac_coords}}``."""
-    resource = files("matris_flows") / "data" / PROTOTYPE_FILE
+    resource = package_data_path(PROTOTYPE_FILE)
     if resource.is_file():
         return json.loads(resource.read_text())
     return build_prototype_library()  # source checkout without the data file

@@ -6,6 +6,7 @@ from pymatgen.core import Structure
 
 from matris_flows.core.chemsys import chemsys_of
 from matris_flows.potentials.loader import Potential
+from matris_flows.potentials.naming import PotentialInfo
 from matris_flows.relax.checks import collapse_problem, result_problem
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings, RelaxStatus
 
@@ -23,13 +24,13 @@ def failed_document(
     candidate_id: str,
     structure: Structure,
     reason: str,
-    potential: Potential,
+    potential: Potential | PotentialInfo,
     settings: RelaxSettings,
     engine: str,
     wall_time_s: float = 0.0,
     n_steps: int = 0,
 ) -> RelaxationDocument:
-    """A document for a structure that produced no trustworthy result."""
+    """A document for a structure that produced no trustworthy result (``potential``: loaded, or its info)."""
     return RelaxationDocument(
         candidate_id=candidate_id,
         **_identity(structure),
@@ -39,7 +40,7 @@ def failed_document(
         n_steps=n_steps,
         wall_time_s=wall_time_s,
         engine=engine,
-        potential=potential.info(),
+        potential=potential if isinstance(potential, PotentialInfo) else potential.info(),
         settings=settings,
     )
 

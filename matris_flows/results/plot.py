@@ -324,6 +324,7 @@ def hull_figure(
 
     cand_xy = [_point_xy(data, p) for p in data.candidates]
     mappable = None
+    coincident = False  # candidates of one composition drawn at one point (composition projections)
     if data.candidates:
         values = np.array([np.nan if p.e_above_hull is None else p.e_above_hull for p in data.candidates])
         norm = Normalize(vmin=0.0, vmax=color_max, clip=False)
@@ -349,7 +350,7 @@ def hull_figure(
             low, high = (finite < 0).any(), (finite > color_max).any()
             extend = "both" if low and high else "min" if low else "max" if high else "neither"
         if n > 2:
-            _count_labels(ax, xy)
+            coincident = _count_labels(ax, xy)
         colorbar = figure.colorbar(mappable, ax=ax, extend=extend, shrink=0.8, pad=0.02)
         colorbar.set_label(f"candidate energy above the {data.hull_name.split(' (')[0]} (eV/atom)")
 
@@ -366,7 +367,7 @@ def hull_figure(
         ax.axis("off")
         ax.autoscale_view()
 
-    _legend(ax, data, bool(faint), show_unstable)
+    _legend(ax, data, bool(faint), show_unstable, coincident)
     n_stable = sum(p.is_stable for p in data.candidates)
     ax.set_title(
         title or f"{data.chemsys}: {len(data.candidates)} candidates ({n_stable} stable) on the {data.hull_name}",
@@ -376,13 +377,14 @@ def hull_figure(
     return figure
 
 
-def _count_labels(ax: Axes, xy: np.ndarray) -> None:
-    """``×n`` next to each point where n > 1 candidates of one composition coincide."""
+def _count_labels(ax: Axes, xy: np.ndarray) -> bool:
+    """``×n`` next to each point where n > 1 candidates of one composition coincide; whether there was one."""
     positions, counts = np.unique(np.round(xy, 6), axis=0, return_counts=True)
     for (x, y), count in zip(positions, counts, strict=True):
         if count > 1:
             ax.annotate(f"×{count}", (x, y), xytext=(5, -10), textcoords="offset points", fontsize=7, color="0.2",
                         zorder=7, gid="candidate-count", annotation_clip=False)
+    return bool((counts > 1).any())
 
 
 def _draw_outline(ax: Axes, data: HullData) -> None:
@@ -395,7 +397,7 @@ def _draw_outline(ax: Axes, data: HullData) -> None:
         ax.plot(*zip(corners[i], corners[j], strict=True), color="0.55", lw=0.8, ls=style, zorder=0)
 
 
-def _legend(ax: Axes, data: HullData, has_faint: bool, show_unstable: float) -> None:
+def _legend(ax: Axes, data: HullData, has_faint: bool, show_unstable: float, coincident: bool = False) -> None:
     kind = "MP reference" if data.hull_kind == "mp" else "elemental reference"
     handles = [
         Line2D([], [], color="0.15", lw=1.1, label=data.hull_name),
@@ -408,7 +410,7 @@ def _legend(ax: Axes, data: HullData, has_faint: bool, show_unstable: float) -> 
                               label=f"{kind} phase above the hull (≤ {show_unstable:g} eV/atom)"))
     if data.candidates:
         label = "candidate (colour: E above hull)"
-        if len(data.elements) > 2 and len({tuple(np.round(p.fractions, 6)) for p in data.candidates}) < len(data.candidates):
+        if coincident:
             label += "; ×n: n at one composition, lowest shown"
         handles.append(Line2D([], [], ls="", marker="o", ms=6, mfc="tab:cyan", mec="0.15", label=label))
         if any(p.is_stable for p in data.candidates):

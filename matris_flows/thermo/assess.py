@@ -115,6 +115,13 @@ def _base_fields(doc: RelaxationDocument, context: DocumentContext) -> dict:
     }
 
 
+def unassessed_candidate(
+    doc: RelaxationDocument, context: DocumentContext, status: ThermoStatus, reason: str
+) -> CandidateDocument:
+    """The document of a candidate that got no hull energy (``status``), saying why."""
+    return CandidateDocument(**_base_fields(doc, context), thermo_status=status, thermo_failure_reason=reason)
+
+
 def _products(result: HullEnergy) -> list[DecompositionProduct]:
     products = []
     for entry, amount in sorted(result.decomposition, key=lambda pair: -pair[1]):
@@ -198,11 +205,11 @@ def assess_candidates(
     # 1. entries on the reference's energy scale; failures and rejections become documents now
     entries: dict[int, ComputedStructureEntry] = {}
     for i, doc in enumerate(documents):
-        base = _base_fields(doc, context)
         if not doc.succeeded:
             reason = f"relaxation {doc.status.value}: {doc.failure_reason or 'no energy'}"
-            out[i] = CandidateDocument(**base, thermo_status=ThermoStatus.RELAX_FAILED, thermo_failure_reason=reason)
+            out[i] = unassessed_candidate(doc, context, ThermoStatus.RELAX_FAILED, reason)
             continue
+        base = _base_fields(doc, context)
         entry = build_computed_entry(doc.structure, doc.energy, doc.candidate_id, {"candidate_id": doc.candidate_id})
         corrected = correct_entry(entry, doc.potential.energy_convention)
         if not corrected.ok:

@@ -11,13 +11,13 @@ where no reference phases exist.
 import datetime
 from collections.abc import Iterable, Sequence
 from functools import cache
-from importlib.resources import files
 from typing import TYPE_CHECKING
 
 from monty.serialization import loadfn
 from pymatgen.core import Element, Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
+from matris_flows.core.data_paths import package_data_path
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings
 from matris_flows.thermo.mp_compat import build_computed_entry, correct_entry
 from matris_flows.thermo.references import CampaignInternalReferences
@@ -32,8 +32,7 @@ ELEMENTAL_ID_PREFIX = "elemental-ref"
 
 @cache
 def _ground_states() -> dict:
-    # matris_flows/data has no __init__.py (pure package data), so locate it from the package root.
-    return loadfn(str(files("matris_flows").joinpath("data", GROUND_STATES_FILE)))
+    return loadfn(package_data_path(GROUND_STATES_FILE))
 
 
 def elemental_ground_state(element: str | Element) -> Structure:

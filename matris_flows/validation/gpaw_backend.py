@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
-from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from monty.json import MontyDecoder
 from pydantic import BaseModel, Field
 from pymatgen.core import Element, Lattice, Structure
 
+from matris_flows.core.data_paths import package_data_path
 from matris_flows.validation.schemas import CalculationRole, DftCalculationDocument
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def diatomic_reference(element: str) -> Structure:
 @cache
 def packaged_element_data() -> dict[str, Any]:
     """The packaged elemental polymorphs (``matris_flows/data``, attribution in its README)."""
-    with gzip.open(files("matris_flows").joinpath("data", ELEMENT_STRUCTURES_FILE).open("rb"), "rt") as handle:
+    with gzip.open(package_data_path(ELEMENT_STRUCTURES_FILE), "rt") as handle:
         return json.load(handle)
 
 

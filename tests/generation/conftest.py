@@ -2,15 +2,13 @@
 
 import gzip
 import json
-import os
-from pathlib import Path
 
 import pytest
 from monty.json import MontyDecoder
 from pymatgen.core import Lattice, Structure
+from reference_data import shared_data_dir
 
-SHARED_DATA = Path(os.environ.get("MATRIS_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
-LFPO = SHARED_DATA / "mp_chemsys" / "Li-Fe-P-O.json.gz"
+LFPO = shared_data_dir() / "mp_chemsys" / "Li-Fe-P-O.json.gz"
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
 from pymatgen.core import Lattice, Structure
+from reference_data import shared_data_dir
 
 from matris_flows.core.ids import candidate_id
 from matris_flows.generation.dedup import DedupIndex, dedup_key
@@ -132,7 +132,7 @@ def test_default_filters_pass_every_real_mp_phase(lfpo_entries):
     assert len(lfpo_entries) == 973
     rejected = [(e.entry_id, check_structure(e.structure, FilterSettings())) for e in lfpo_entries]
     assert [r for r in rejected if r[1] is not None] == []
-    polymorphs = SHARED_DATA / "mp_elemental_polymorphs.json.gz"
+    polymorphs = shared_data_dir() / "mp_elemental_polymorphs.json.gz"
     if not polymorphs.is_file():
         pytest.skip(f"shared MP data not found at {polymorphs}")
     with gzip.open(polymorphs, "rt") as handle:
