@@ -1,10 +1,12 @@
 """``matris-flows``: screen, status, query, export, plot, resume."""
 
 import argparse
+import errno
 import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
 
@@ -46,12 +48,12 @@ class Progress:
                 return
             self._show()
 
-    def close(self) -> None:
-        """Finish the bar (or print a last plain line)."""
+    def close(self, last_line: bool = True) -> None:
+        """Finish the bar (or print a last plain line, unless ``last_line`` is false: the run failed)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif not self.interactive and self.total:
+        elif last_line and not self.interactive and self.total:
             self._line()
 
     def _write(self, text: str) -> None:
@@ -244,21 +246,76 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(lines) or type(exc).__name__
 
 
-def _user_error(exc: BaseException) -> str | None:
-    """The one-line message of an error the user can fix, or None for a bug (which keeps its traceback)."""
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_ENVIRONMENT_ERRNOS = _NO_SPACE | {errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.EMFILE, errno.ENFILE}
+"""OSErrors of the machine, not of the code: no space or quota, no permission, read-only or failing disk, no file handles."""
+
+
+def _resume(campaign: Path | None) -> str:
+    return f"`matris-flows resume {campaign}`" if campaign is not None else "`matris-flows resume` the campaign"
+
+
+def _database_advice(exc, campaign: Path | None) -> str:
+    """What to do about a campaign database that failed (see :class:`~matris_flows.sqlite_store.DatabaseFileError`)."""
+    if exc.kind == "corrupt":
+        fresh = f"`matris-flows screen {campaign / 'spec.yaml'} --dir {campaign} --fresh`" if campaign else "`screen --fresh`"
+        return f"restore it from a backup, or start the campaign over with {fresh}"
+    if exc.kind in ("full", "io"):
+        return f"free space on its file system (or move the campaign), then {_resume(campaign)}"
+    if exc.kind == "busy":
+        return "another process writes to it: wait for it to finish, or stop it"
+    return "check the permissions of the file and of its folder"
+
+
+def _user_error(exc: BaseException, campaign: Path | None = None) -> str | None:
+    """The one-line message of an error the user can fix, or None for a bug (which keeps its traceback).
+
+    User errors are the user's input (spec, store config, query, paths) and the environment:
+    store servers and their credentials, the campaign database (disk full, damaged file),
+    the file system (no space, no permission). ``campaign`` is the campaign directory, when
+    known, for the advice (``matris-flows resume DIR``).
+    """
+    import sqlite3
+
     from matris_flows.campaign.runner import CampaignLockedError
     from matris_flows.campaign.spec import SpecError
     from matris_flows.execution.dask_manager import StalledError
     from matris_flows.results.query import QueryError
-    from matris_flows.stores import StoreConfigError
+    from matris_flows.sqlite_store import database_file_error
+    from matris_flows.stores import StoreConfigError, unusable_reason
 
     if isinstance(exc, SpecError | StoreConfigError | CampaignLockedError | StalledError | QueryError | FileNotFoundError):
         return _one_line(exc)
-    if type(exc).__module__.startswith("pymongo"):
-        # ServerSelectionTimeoutError's message ends in a long topology description
-        reason = _one_line(exc).split(", Timeout:")[0].split(" (configured timeouts")[0]
-        return f"cannot use the MongoDB store: {reason}"
+    if isinstance(exc, sqlite3.Error) and (database := database_file_error(exc)) is not None:
+        return f"{_one_line(database)}; {_database_advice(database, campaign)}"
+    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+        where = f": {exc.filename}" if exc.filename else ""
+        advice = f"; free space, then {_resume(campaign)}" if exc.errno in _NO_SPACE else ""
+        return f"{exc.strerror or _one_line(exc)}{where}{advice}"
+    module = type(exc).__module__
+    if module.startswith("pymongo"):
+        return f"cannot use the MongoDB store: {unusable_reason(exc)}"
+    if module.startswith(("botocore", "boto3")):
+        return f"cannot use the S3 store: {unusable_reason(exc)}"
     return None
+
+
+def _campaign_dir(args) -> Path | None:
+    """The campaign directory a command works on, once it holds a campaign (for advice in error messages)."""
+    from matris_flows.campaign.runner import SPEC_FILE
+
+    directory = getattr(args, "campaign", None) or getattr(args, "dir", None)
+    if directory is None and args.command == "screen":
+        try:
+            from matris_flows.campaign.runner import campaign_dir_for
+            from matris_flows.campaign.spec import load_spec
+
+            directory = campaign_dir_for(load_spec(args.spec))
+        except Exception:  # noqa: BLE001 - no spec, no directory: the advice does without
+            return None
+    if directory is None or not (Path(directory) / SPEC_FILE).is_file():
+        return None
+    return Path(directory)
 
 
 def _setup_console() -> None:
@@ -280,15 +337,19 @@ def _setup_console() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``matris-flows`` console script.
 
-    Exit codes: 0 success, 1 a campaign ran but some jobs failed, 2 a user error (one
-    ``error: ...`` line on stderr, no traceback).
+    Exit codes: 0 success, 1 a campaign ran but some jobs failed, 2 a user or environment
+    error (one ``error: ...`` line on stderr, no traceback), 130 interrupted (Ctrl-C).
     """
     args = build_parser().parse_args(argv)
     _setup_console()
     try:
         return _run(args)
+    except KeyboardInterrupt:
+        campaign = _campaign_dir(args) if args.command in ("screen", "resume") else None
+        print("error: interrupted" + (f"; {_resume(campaign)} continues" if campaign else ""), file=sys.stderr)
+        return 130
     except Exception as exc:
-        message = _user_error(exc)
+        message = _user_error(exc, _campaign_dir(args))
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
@@ -307,8 +368,10 @@ def _run(args) -> int:
                 )
             else:
                 summary = resume_campaign(args.campaign, progress=progress)
-        finally:
-            progress.close()
+        except BaseException:
+            progress.close(last_line=False)  # the error line comes next, not a count that stopped
+            raise
+        progress.close()
         print(_summary_table(summary))
         return 0 if not summary.jobs_failed else 1
     if args.command == "status":

@@ -69,7 +69,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby as _itergroupby
@@ -87,7 +87,7 @@ from monty.json import jsanitize
 from pydash import get, has, set_
 from pymongo.errors import DuplicateKeyError
 
-__all__ = ["SQLiteCollection", "SQLiteStore"]
+__all__ = ["DatabaseFileError", "SQLiteCollection", "SQLiteStore", "database_file_error"]
 
 # Kinds of value seen at an indexed path (bit flags, OR-ed over the collection).
 K_NULL = 1  # null or missing
@@ -117,6 +117,89 @@ class SQLiteCollection:
     connection: sqlite3.Connection
     table: str
     database_path: str
+
+
+# -- errors of the file rather than of the code ---------------------------------------
+
+# primary SQLite result code -> (kind, what the user is told); SQLITE_ERROR (a bad statement) is not among them
+_FILE_ERRORS = {
+    sqlite3.SQLITE_FULL: ("full", "no space left (database or disk is full)"),
+    sqlite3.SQLITE_IOERR: ("io", "disk I/O error (a full, failing or vanished file system?)"),
+    sqlite3.SQLITE_CORRUPT: ("corrupt", "the file is damaged (database disk image is malformed)"),
+    sqlite3.SQLITE_NOTADB: ("corrupt", "the file is damaged (not an SQLite database)"),
+    sqlite3.SQLITE_CANTOPEN: ("cantopen", "cannot open the file (missing folder or no permission?)"),
+    sqlite3.SQLITE_READONLY: ("readonly", "the file or its folder is read-only"),
+    sqlite3.SQLITE_PERM: ("readonly", "no permission to write the file"),
+    sqlite3.SQLITE_BUSY: ("busy", "another process holds its write lock (database is locked)"),
+}
+
+
+class DatabaseFileError(sqlite3.DatabaseError):
+    """The database file, not the code, failed: no space, damaged, unreadable, read-only or locked.
+
+    ``kind`` is ``full``, ``io``, ``corrupt``, ``cantopen``, ``readonly`` or ``busy``; the
+    message names the file. A subclass of ``sqlite3.DatabaseError``, so handlers of SQLite
+    errors still catch it.
+    """
+
+    def __init__(self, path: str, kind: str, reason: str) -> None:
+        super().__init__(f"SQLite database {path}: {reason}")
+        self.path, self.kind, self.reason = path, kind, reason
+
+    def __reduce__(self):
+        return type(self), (self.path, self.kind, self.reason)
+
+
+def database_file_error(err: sqlite3.Error, path: str | None = None) -> DatabaseFileError | None:
+    """``err`` as a :class:`DatabaseFileError` when it is one of the file's (disk full, damage, ...), else None."""
+    if isinstance(err, DatabaseFileError):
+        return err
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is None or (code & 0xFF) not in _FILE_ERRORS:
+        return None
+    kind, reason = _FILE_ERRORS[code & 0xFF]
+    return DatabaseFileError(path or "(unknown file)", kind, reason)
+
+
+@contextmanager
+def _file_errors(path: str) -> Iterator[None]:
+    """Re-raise SQLite errors of the file (not of a statement) as :class:`DatabaseFileError` naming ``path``."""
+    try:
+        yield
+    except sqlite3.DatabaseError as err:
+        wrapped = database_file_error(err, path)
+        if wrapped is None or wrapped is err:
+            raise
+        raise wrapped from err
+
+
+_CHECKED: set[tuple] = set()
+"""(path, inode, size, mtime, collection) of the collections this process found sound, so each is checked once."""
+_CHECKED_LOCK = threading.Lock()
+
+
+def _check_collection(conn: sqlite3.Connection, path: str, collection: str) -> None:
+    """``PRAGMA quick_check`` of one collection's table and its indexes; DatabaseFileError if it is damaged.
+
+    Only the collection a store opens is checked, so the cost follows what the store reads
+    (``query`` reads the candidates, not the relaxation records of the data collection): a
+    whole-file quick_check takes ~0.1 s per 100 MB from the page cache and ~1 s per 100 MB
+    from disk. Once per process and version of the file.
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return
+    key = (os.path.realpath(path), info.st_ino, info.st_size, info.st_mtime_ns, collection)
+    with _CHECKED_LOCK:
+        if key in _CHECKED:
+            return
+    problems = [row[0] for row in conn.execute(f"PRAGMA quick_check({_sql_str(collection)})").fetchall()[:3]]
+    if problems != ["ok"]:
+        detail = "; ".join(" ".join(str(p).split()) for p in problems)
+        raise DatabaseFileError(path, "corrupt", f"the file is damaged (quick_check of {collection}: {detail})")
+    with _CHECKED_LOCK:
+        _CHECKED.add(key)
 
 
 # -- values: encoding, decoding, kinds -----------------------------------------------
@@ -707,6 +790,10 @@ class SQLiteStore(Store):
         return SQLiteCollection(self._writer, self._table, self.database_path)
 
     def _open(self, read_only: bool) -> sqlite3.Connection:
+        if not read_only and not os.path.exists(self.database_path):
+            # a new file is the owner's only; SQLite gives its -wal and -shm files the same mode
+            with suppress(OSError):  # e.g. created meanwhile, or a folder without write permission (sqlite3 says)
+                os.close(os.open(self.database_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         conn = sqlite3.connect(
             self.database_path,
             timeout=self.busy_timeout,
@@ -714,52 +801,74 @@ class SQLiteStore(Store):
             check_same_thread=False,  # guarded by self._lock / the reader pool
             cached_statements=256,
         )
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against process crashes, consistent always
-        conn.execute("PRAGMA cache_size=-4000")  # 4 MB a connection: page caches of every pooled connection add up
-        if read_only:
-            conn.execute("PRAGMA query_only=1")
-        else:
-            # Checkpoint every ~40 MB of WAL instead of 4 MB: index pages rewritten by successive batches are
-            # copied (and fsynced) once, which keeps upserts into 10^5-document collections at ~0.1 ms/doc.
-            conn.execute("PRAGMA wal_autocheckpoint=10000")
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against process crashes, consistent always
+            conn.execute("PRAGMA cache_size=-4000")  # 4 MB a connection: page caches of every pooled connection add up
+            if read_only:
+                conn.execute("PRAGMA query_only=1")
+            else:
+                # Checkpoint every ~40 MB of WAL instead of 4 MB: index pages rewritten by successive batches are
+                # copied (and fsynced) once, which keeps upserts into 10^5-document collections at ~0.1 ms/doc.
+                conn.execute("PRAGMA wal_autocheckpoint=10000")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def connect(self, force_reset: bool = False) -> None:
         """Open the database file (creating it, its folder and the collection's table if needed).
 
+        A new file is created readable by its owner only (mode 0600). The collection's table
+        and indexes in an existing file are checked (``PRAGMA quick_check``, once per process)
+        so that damage is reported at once, not as wrong or missing results.
+
         Args:
             force_reset: Reopen the connections even if already connected (data is kept).
+
+        Raises:
+            DatabaseFileError: The file is damaged, cannot be opened, or its disk is full.
         """
         with self._lock:
             if self._writer is not None and not force_reset and self._pid == os.getpid():
                 return
             self._drop_connections(close=self._pid == os.getpid())
             Path(self.database_path).parent.mkdir(parents=True, exist_ok=True)
-            conn = self._open(read_only=False)
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                self.logger.warning(f"{self.database_path}: journal mode {mode}, not WAL")
-            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not {self.collection_name, _META_FIELDS, _META_INDEXES} <= names:
-                # checked with a read first, so that a reader process never waits for the writer's lock
-                conn.execute("BEGIN IMMEDIATE")
+            with _file_errors(self.database_path):
+                conn = self._open(read_only=False)
                 try:
-                    conn.execute(f"CREATE TABLE IF NOT EXISTS {self._table} (rowid INTEGER PRIMARY KEY, doc TEXT NOT NULL)")
-                    conn.execute(
-                        f"CREATE TABLE IF NOT EXISTS {_META_FIELDS} (collection TEXT NOT NULL, path TEXT NOT NULL,"
-                        " kinds INTEGER NOT NULL, PRIMARY KEY (collection, path)) WITHOUT ROWID"
-                    )
-                    conn.execute(
-                        f"CREATE TABLE IF NOT EXISTS {_META_INDEXES} (collection TEXT NOT NULL, name TEXT NOT NULL,"
-                        " fields TEXT NOT NULL, is_unique INTEGER NOT NULL, PRIMARY KEY (collection, name)) WITHOUT ROWID"
-                    )
-                    conn.execute("COMMIT")
+                    self._prepare(conn)
                 except BaseException:
-                    conn.execute("ROLLBACK")
                     conn.close()
                     raise
             self._writer = conn
             self._pid = os.getpid()
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL, check the collection's table (if it exists) or create it."""
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            self.logger.warning(f"{self.database_path}: journal mode {mode}, not WAL")
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if self.collection_name in names:
+            _check_collection(conn, self.database_path, self.collection_name)
+        if not {self.collection_name, _META_FIELDS, _META_INDEXES} <= names:
+            # checked with a read first, so that a reader process never waits for the writer's lock
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {self._table} (rowid INTEGER PRIMARY KEY, doc TEXT NOT NULL)")
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {_META_FIELDS} (collection TEXT NOT NULL, path TEXT NOT NULL,"
+                    " kinds INTEGER NOT NULL, PRIMARY KEY (collection, path)) WITHOUT ROWID"
+                )
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {_META_INDEXES} (collection TEXT NOT NULL, name TEXT NOT NULL,"
+                    " fields TEXT NOT NULL, is_unique INTEGER NOT NULL, PRIMARY KEY (collection, name)) WITHOUT ROWID"
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # a failed COMMIT (disk full) may have rolled back already
+                    conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         """Close every connection of this store."""
@@ -790,11 +899,13 @@ class SQLiteStore(Store):
             conn = self._readers.pop() if self._readers else None
             generation = self._generation
         if conn is None:
-            conn = self._open(read_only=True)
+            with _file_errors(self.database_path):
+                conn = self._open(read_only=True)
         healthy = False
         try:
-            conn.execute("BEGIN")
-            yield conn
+            with _file_errors(self.database_path):
+                conn.execute("BEGIN")
+                yield conn
         finally:
             try:
                 conn.execute("COMMIT")
@@ -814,13 +925,18 @@ class SQLiteStore(Store):
         with self._lock:
             self._ensure_connected()
             conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no deadlock on upgrade
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            with _file_errors(self.database_path):
+                conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no deadlock on upgrade
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # SQLite may have rolled back already (e.g. a COMMIT that found the disk full); a failing
+                    # ROLLBACK must not hide the error that made it necessary
+                    if conn.in_transaction:
+                        with suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
 
     # -- metadata --------------------------------------------------------------------
 

@@ -32,9 +32,11 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -47,7 +49,14 @@ from pydantic import BaseModel, Field
 
 from matris_flows.campaign.spec import CampaignSpec, SpecError, check_spec_files, load_spec
 from matris_flows.core.serialization import UnsafeJSONError, safe_loads
-from matris_flows.stores import StoreConfig, connect_job_store, make_candidates_store, make_collection_store, make_job_store
+from matris_flows.stores import (
+    StoreConfig,
+    check_store,
+    connect_job_store,
+    make_candidates_store,
+    make_collection_store,
+    make_job_store,
+)
 
 if TYPE_CHECKING:
     from jobflow import Flow, JobStore
@@ -214,12 +223,24 @@ def clear_campaign_stores(config: StoreConfig, directory: str | Path) -> None:
 # -- the campaign log and the failure record ---------------------------------------
 
 
+class _LogFileHandler(logging.FileHandler):
+    """``campaign.log``: a line that cannot be written (disk full) is dropped without a traceback on the console.
+
+    The full disk also stops the run with one error line; logging's own report of each
+    failed write (a traceback per line, from every thread) would bury it.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if not isinstance(sys.exception(), OSError):
+            super().handleError(record)
+
+
 @contextlib.contextmanager
 def campaign_log(directory: str | Path) -> Iterator[Path]:
     """Log INFO and above (the dask manager logs failed jobs' tracebacks at INFO) to ``campaign.log``."""
     path = Path(directory) / LOG_FILE
     os.close(os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))  # owner-only, like the other campaign files
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _LogFileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -236,7 +257,8 @@ def campaign_log(directory: str | Path) -> Iterator[Path]:
         yield path
     finally:
         root.removeHandler(handler)
-        handler.close()
+        with contextlib.suppress(OSError):  # a full disk: the error that stops the run says so
+            handler.close()
         if console is not None:
             root.removeHandler(console)
         root.setLevel(previous_level)
@@ -376,8 +398,9 @@ def run_campaign(
     else:
         check_spec_files(spec)
     directory = Path(directory) if directory is not None else campaign_dir_for(spec)
-    directory.mkdir(parents=True, exist_ok=True)
     store_config = spec.store_config(spec_path.parent if spec_path else None)
+    check_store(store_config, directory)  # a store that cannot work leaves no campaign directory behind
+    directory.mkdir(parents=True, exist_ok=True)
     with campaign_lock(directory):
         if not resume:
             clear_campaign_stores(store_config, directory)
@@ -405,7 +428,7 @@ def _run(
 ) -> CampaignSummary:
     from jobflow import run_locally
 
-    from matris_flows.execution import open_client, run_on_dask
+    from matris_flows.execution import StalledError, open_client, run_on_dask
 
     flow, _ = _prepare(spec, directory, spec_path, fresh=not resume)
     job_store = connect_job_store(store_config, directory)
@@ -415,9 +438,14 @@ def _run(
     failures = _FailureRecord(directory)
     from matris_flows.campaign.failed_chunks import publish_failed_chunk
     from matris_flows.core.publishing import CANDIDATES_STORE_NAME
+    from matris_flows.sqlite_store import DatabaseFileError
 
     def on_event(event: JobEvent) -> None:
         if event.status == "failed":
+            if isinstance(error := sys.exception(), DatabaseFileError):
+                # The campaign's own database failed (disk full, damaged file) while the manager stored this
+                # job's output or record: every further job would fail alike, so stop the run with that error.
+                raise error
             failures.add(event)
             if event.job is not None and CANDIDATES_STORE_NAME in job_store.additional_stores:
                 # the chunk's candidates stay visible, marked with why (resume replaces them)
@@ -434,15 +462,19 @@ def _run(
         # connecting from the store config and its own environment; else the driver writes.
         direct = partial(connect_job_store, store_config, directory) if store_config.concurrent_writers else False
         options = {"resume": resume, "progress": on_event, "keep_responses": False, "direct_writes": direct,
-                   "stall_timeout": spec.execution.stall_timeout}
+                   "stall_timeout": spec.execution.stall_timeout, "no_worker_timeout": spec.execution.no_worker_seconds()}
         try:
             if client is not None:
                 run_on_dask(flow, job_store, client, **options)
             else:
-                with open_client(spec.execution) as own_client:
+                with contextlib.ExitStack() as stack:
+                    with _workers_ignore_ctrl_c():
+                        own_client = stack.enter_context(open_client(spec.execution))
                     run_on_dask(flow, job_store, own_client, **options)
         except UnsafeJSONError as exc:  # a tampered journal record: one line, nothing of it ran
             raise SpecError(f"campaign directory {str(directory)!r}: {exc}") from None
+        except StalledError as exc:
+            raise StalledError(f"{exc}; `matris-flows resume {directory}` continues") from None
     wall = time.perf_counter() - start
 
     candidates_store = make_candidates_store(store_config, directory)
@@ -454,6 +486,25 @@ def _run(
     summary.jobs_failed = None if manager == "local" else len(failures.jobs)
     summary.failures = list(failures.jobs)
     return summary
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Ignore SIGINT while a local cluster starts, so that its worker processes inherit "ignore".
+
+    Ctrl-C in a terminal signals the whole process group, workers included: each would
+    print its own KeyboardInterrupt traceback. The driver alone handles it (and closes the
+    cluster); a Ctrl-C during these seconds of start-up is lost. Only the main thread may
+    change signal handlers: elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _screened_so_far(name: str, job_store: JobStore) -> tuple[int, int]:

@@ -214,16 +214,28 @@ def check_spec_files(spec: CampaignSpec, source: str | Path = "the campaign spec
     """Raise :class:`SpecError` when a file the run needs at once is missing.
 
     A ``potential.name`` that looks like a path (contains '/' or ends with .pth, .pt,
-    .tar or .ckpt) must be an existing checkpoint: otherwise every relaxation would fail
-    with the same error long after the campaign started. Reference and template files
-    are not checked here: a missing one fails only its jobs, and ``resume`` reruns them.
+    .tar or .ckpt) must be an existing checkpoint, and every ``hull.references.paths``
+    file must exist: otherwise every relaxation or hull job would fail with the same
+    error long after the campaign started. Template and candidate files are not checked
+    here: a missing one fails only its generation job, and ``resume`` reruns it.
     """
+    from matris_flows.core.data_paths import resolve_data_path
+
     name = spec.potential.name
     if "/" in name or name.lower().endswith(_CHECKPOINT_SUFFIXES):
         if not Path(name).expanduser().is_file():
             raise SpecError(
                 f"campaign spec {str(source)!r}: potential.name {name!r} looks like a checkpoint file, but there is no such file"
             )
+    references = spec.hull.references
+    if references.provider == "local_files":
+        for path in references.paths or []:
+            try:
+                found = resolve_data_path(path).is_file()  # where the hull jobs will look (package: names in the package)
+            except (OSError, ValueError):
+                found = False
+            if not found:
+                raise SpecError(f"campaign spec {str(source)!r}: hull.references.paths: there is no file {path!r}")
 
 
 def load_spec(path: str | Path, *, check_files: bool = False) -> CampaignSpec:

@@ -32,13 +32,22 @@ _NOISE: tuple[tuple[type[Warning], str, str], ...] = (
     (UserWarning, r"Converting a tensor with requires_grad=True to a scalar.*", r".*"),
     # A campaign's flow grows by additions and replacements, so unconnected jobs are expected.
     (UserWarning, r"Some jobs are not connected.*", r"jobflow(\..*)?"),
+    # Another Dask cluster on this machine holds the default dashboard port: Dask takes another one.
+    (UserWarning, r"Port \d+ is already in use.*", r"distributed(\..*)?"),
 )
 
 
 def silence_library_warnings() -> None:
-    """Install warning filters for the known noise of torch, jobflow and CHGNet (idempotent)."""
+    """Install warning filters for the known noise of torch, jobflow and CHGNet (idempotent).
+
+    In a Dask worker (its QuietPlugin calls this) also drop the worker's warning about the
+    tasks it cancels when the driver stops the run (Ctrl-C, an error): the driver says why.
+    """
     for category, message, module in _NOISE:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
+    logger = logging.getLogger("distributed.worker.state_machine")
+    if _CANCELLED_AT_CLOSE not in logger.filters:
+        logger.addFilter(_CANCELLED_AT_CLOSE)
 
 
 class _DropMessages(logging.Filter):
@@ -53,6 +62,17 @@ class _DropMessages(logging.Filter):
 
 
 _NANNY_KILL = _DropMessages("Worker process still alive after")
+
+
+class _CancelledAtClose(logging.Filter):
+    """Drop "Async instruction for <task> ended with CancelledError": a worker closing while it ran a task."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Async instruction for") and message.endswith("ended with CancelledError"))
+
+
+_CANCELLED_AT_CLOSE = _CancelledAtClose()
 
 
 def quiet_dask_shutdown() -> None:

@@ -8,6 +8,8 @@ import numpy as np
 import spglib
 from pymatgen.core import Structure
 
+from matris_flows.core.validity import native_input_problem
+
 try:
     import moyopy
 except ImportError:  # optional: spglib gives the same answer, ~20x slower on cubic cells
@@ -15,12 +17,20 @@ except ImportError:  # optional: spglib gives the same answer, ~20x slower on cu
 
 
 def _cell(structure: Structure) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    # spglib segfaults on NaN: refuse here, in Python, whatever the caller checked before
+    problem = native_input_problem(structure)
+    if problem is not None:
+        raise ValueError(f"no symmetry for an invalid structure ({structure.composition.formula}): {problem}")
     numbers = [site.specie.Z for site in structure]
     return structure.lattice.matrix, structure.frac_coords, numbers
 
 
 def symmetry(structure: Structure, symprec: float = 0.1) -> tuple[int, int]:
-    """(space group number, primitive-cell size); moyopy when installed (~20x faster than spglib)."""
+    """(space group number, primitive-cell size); moyopy when installed (~20x faster than spglib).
+
+    Raises ``ValueError`` for a structure native code must not see (see
+    :func:`~matris_flows.core.validity.native_input_problem`).
+    """
     lattice, frac, numbers = _cell(structure)
     if moyopy is not None:
         try:
@@ -39,7 +49,6 @@ def symmetry(structure: Structure, symprec: float = 0.1) -> tuple[int, int]:
     identity = np.eye(3, dtype=int)
     n_translations = sum(1 for rot in dataset.rotations if np.array_equal(rot, identity))
     return dataset.number, len(structure) // max(n_translations, 1)
-
 
 
 def spacegroup_number(structure: Structure, symprec: float = 0.1) -> int:

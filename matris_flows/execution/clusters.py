@@ -240,9 +240,10 @@ def make_cluster(profile: ExecutionProfile):
 
 
 class ReplacingAdaptive(Adaptive):
-    """Adaptive scaling that also replaces batch jobs whose workers have all left.
+    """Adaptive scaling that also replaces batch jobs (or local workers) whose workers have all left.
 
-    A worker job ends at its worker's lifetime, at the walltime or on ``scancel``. The
+    A local worker's nanny can be closed by distributed's lost-worker handling after a crash
+    loop, and nothing starts another; a worker job ends at its worker's lifetime, at the walltime or on ``scancel``. The
     cluster still counts such a job in its plan (a multi-process job always, a single
     worker until ``lost-worker-timeout``), so plain ``adapt`` may see nothing to do. Here a
     job whose workers have all been seen and are all gone for ``grace`` seconds is
@@ -290,6 +291,10 @@ def open_client(profile: ExecutionProfile | None = None) -> Iterator[Client]:
     """A ``distributed.Client`` for ``profile`` (default: local), closed on exit."""
     # the scheduler and client comms live in this process: no message log here either
     dask.config.set({"distributed.admin.low-level-log-length": 0})
+    # The scheduler (in this process) hands a worker one task per thread, no queue behind it: a
+    # worker that dies then takes down only the tasks it was running, and queued innocents do
+    # not use up their allowed failures (KilledWorker) for a death they had no part in.
+    dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
     profile = profile or ExecutionProfile()
     cluster = None
     if profile.kind == "address":
@@ -300,6 +305,11 @@ def open_client(profile: ExecutionProfile | None = None) -> Iterator[Client]:
             # adaptive, not a one-off scale: jobs that end (lifetime, walltime, scancel) are replaced
             minimum, maximum = profile.job_range()
             cluster.adapt(Adaptive=ReplacingAdaptive, minimum_jobs=minimum, maximum_jobs=maximum)
+        else:
+            # A nanny restarts a worker that dies, but after a crash loop distributed may close the
+            # nanny itself and nothing starts another: keep the configured count by replacing it.
+            n_workers = profile.local_workers()
+            cluster.adapt(Adaptive=ReplacingAdaptive, minimum=n_workers, maximum=n_workers)
         client = Client(cluster)  # takes the cluster's security
     try:
         client.register_plugin(QuietPlugin())

@@ -83,7 +83,8 @@ def writes_only(job: Job) -> bool:
 
 
 class StalledError(RuntimeError):
-    """The cluster had no worker and no job finished for the stall timeout: the run gave up.
+    """The cluster had no worker for the no-worker timeout, or no worker and no finished job for
+    the stall timeout: the run gave up.
 
     Finished jobs stay in the store and the journal, so the campaign resumes from there.
     """
@@ -463,9 +464,11 @@ class _DaskRunner:
         keep_responses: bool = True,
         max_in_flight: int | None = None,
         stall_timeout: float | None = None,
+        no_worker_timeout: float | None = None,
     ):
         self.store = store
         self.stall_timeout = stall_timeout
+        self.no_worker_timeout = no_worker_timeout
         self._last_progress = self._last_worker_seen = self._workers_checked = time.monotonic()
         self.keep_responses = keep_responses
         self.client = client
@@ -679,13 +682,22 @@ class _DaskRunner:
         one-off ``scale``, a queue that no longer starts jobs); without this the driver
         would wait on the next future forever.
         """
-        if self.stall_timeout is None:
+        limits = [t for t in (self.stall_timeout, self.no_worker_timeout) if t is not None]
+        if not limits:
             return
         now = time.monotonic()
-        if now - self._workers_checked >= min(5.0, self.stall_timeout / 5):
+        if now - self._workers_checked >= min(5.0, *(t / 5 for t in limits)):
             self._workers_checked = now
             if self.client.nthreads():
                 self._last_worker_seen = now
+        without_workers = now - self._last_worker_seen
+        if self.no_worker_timeout is not None and without_workers >= self.no_worker_timeout:
+            raise StalledError(
+                f"the Dask cluster has had no live worker for {without_workers:.0f} s (no_worker_timeout "
+                f"{self.no_worker_timeout:g} s): stopped; finished jobs are kept"
+            )
+        if self.stall_timeout is None:
+            return
         idle = now - max(self._last_progress, self._last_worker_seen)
         if idle >= self.stall_timeout:
             raise StalledError(
@@ -735,6 +747,7 @@ def run_on_dask(
     keep_responses: bool = True,
     max_in_flight: int | None = None,
     stall_timeout: float | None = None,
+    no_worker_timeout: float | None = None,
 ) -> dict[str, dict[int, Response]]:
     """Run a Job or Flow on a Dask cluster, as ``jobflow.run_locally`` would.
 
@@ -778,6 +791,10 @@ def run_on_dask(
         Seconds with no worker and no finished task after which :class:`StalledError`
         is raised (tasks in flight are cancelled, finished jobs stay journaled); None
         waits forever.
+    no_worker_timeout
+        Seconds the cluster may have no live worker at all, whatever is in flight, before
+        :class:`StalledError` is raised (for clusters that replace lost workers at once,
+        where a worker-less cluster is broken rather than waiting); None: no such limit.
 
     Returns
     -------
@@ -811,14 +828,14 @@ def run_on_dask(
                 direct_writes=direct_writes,
                 worker_failure_retries=worker_failure_retries, progress=progress,
                 keep_responses=keep_responses, max_in_flight=max_in_flight,
-                stall_timeout=stall_timeout,
+                stall_timeout=stall_timeout, no_worker_timeout=no_worker_timeout,
             )
 
     runner = _DaskRunner(
         store, client, journal, resume=resume, raise_immediately=raise_immediately,
         direct_writes=direct_writes, worker_failure_retries=worker_failure_retries,
         progress=progress, keep_responses=keep_responses, max_in_flight=max_in_flight,
-        stall_timeout=stall_timeout,
+        stall_timeout=stall_timeout, no_worker_timeout=no_worker_timeout,
     )
     logger.info("Started executing jobs on Dask")
     finished_successfully = runner.run(flow)

@@ -79,6 +79,12 @@ class ExecutionProfile(BaseModel):
         description="Seconds with no worker and no job finishing after which the driver gives up with an error "
         "(the campaign stays resumable); null waits forever. Worker jobs pending in a busy queue count as no worker.",
     )
+    no_worker_timeout: float | None = Field(
+        None, gt=0,
+        description="Seconds the cluster may have no live worker before the driver stops with an error (the campaign "
+        "stays resumable). Default 60 for a local cluster, which replaces lost workers within seconds; none for batch "
+        "and address profiles, whose workers may wait in a queue (stall_timeout covers those).",
+    )
     tls: bool | None = Field(
         None,
         description="Encrypt and authenticate scheduler traffic with TLS. Default on for slurm/pbs/address "
@@ -130,6 +136,12 @@ class ExecutionProfile(BaseModel):
     def use_tls(self) -> bool:
         """Whether scheduler traffic is encrypted (default: on for slurm/pbs/address)."""
         return self.kind != "local" if self.tls is None else self.tls
+
+    def no_worker_seconds(self) -> float | None:
+        """``no_worker_timeout`` with its per-kind default (60 s on a local cluster)."""
+        if self.no_worker_timeout is not None:
+            return self.no_worker_timeout
+        return 60.0 if self.kind == "local" else None
 
     def job_range(self) -> tuple[int, int]:
         """Fewest and most worker batch jobs (slurm/pbs) the cluster adapts between."""

@@ -17,6 +17,7 @@ import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from matris_flows.core.symmetry import symmetry
+from matris_flows.core.validity import native_input_problem
 
 PREKEY_MODES = ("spacegroup", "formula")
 
@@ -83,8 +84,8 @@ class DedupIndex:
         """Index known phases (``(entry_id, structure)`` pairs); return how many were added."""
         n = 0
         for ref_id, structure in references:
-            if not structure.is_ordered:
-                continue  # a disordered reference cannot equal an ordered candidate
+            if not structure.is_ordered or native_input_problem(structure) is not None:
+                continue  # a disordered (or broken) reference cannot equal an ordered, valid candidate
             plain = structure.copy()
             plain.remove_oxidation_states()
             self.reference_groups.setdefault(self.key(plain), []).append((ref_id, _compact(plain)))

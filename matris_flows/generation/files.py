@@ -1,12 +1,20 @@
 """User files as candidates: CIF, POSCAR, extxyz, ASE db, pymatgen JSON; folders and globs.
 
 Each file is read on its own, so one unreadable file becomes one ``unparseable``
-rejection naming it and the rest of the campaign goes on.
+rejection naming it, one structure that is no crystal (NaN coordinates, a singular
+cell) one ``invalid_structure`` rejection, and the rest of the campaign goes on.
+
+A file is a work unit identified by its path and the SHA-256 of its content
+(:func:`list_file_units`), not by its position in a folder listing: a campaign planned
+on a folder processes exactly the files it was planned with, whatever happened to the
+folder since (a file deleted or changed in between becomes a rejection saying so).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import hashlib
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,6 +24,7 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 from pymatgen.transformations.standard_transformations import OrderDisorderedStructureTransformation
 
 from matris_flows.core.serialization import safe_loadfn
+from matris_flows.core.validity import structure_problem
 from matris_flows.generation.ids import build_candidate
 from matris_flows.generation.schemas import (
     Candidate,
@@ -60,6 +69,98 @@ def expand_paths(inputs: Sequence[str | Path]) -> list[tuple[str, str | None]]:
         else:
             out.append((text, f"{text} does not exist"))
     return out
+
+
+FileUnit = tuple[str, str | None, str | None]
+"""One file work unit: ``(path, content digest, problem)``; the digest is None for an
+unreadable file or an input that names nothing (whose ``problem`` says why)."""
+
+
+def file_digest(path: str | Path) -> str:
+    """First 16 hex digits of the SHA-256 of a file's bytes: its content's identity in a campaign plan."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
+
+
+def list_file_units(inputs: Sequence[str | Path]) -> list[FileUnit]:
+    """The work units of ``inputs``: :func:`expand_paths` with each file's :func:`file_digest`."""
+    units: list[FileUnit] = []
+    for path, problem in expand_paths(inputs):
+        digest = None
+        if problem is None:
+            with contextlib.suppress(OSError):  # unreadable now: reading it says why, in its own rejection
+                digest = file_digest(path)
+        units.append((path, digest, problem))
+    return units
+
+
+def planned_file_problem(path: str, digest: str) -> str | None:
+    """Why the file at ``path`` is not the one a campaign planned with content ``digest``, or None."""
+    if not Path(path).is_file():
+        return f"{path} no longer exists (it was listed when the campaign was planned)"
+    try:
+        now = file_digest(path)
+    except OSError as exc:
+        return f"{path} can no longer be read ({exc})"
+    if now != digest:
+        return (
+            f"{path} changed since the campaign was planned (sha256 {digest}..., now {now}...); "
+            "start a new campaign (or --fresh) to screen the new content"
+        )
+    return None
+
+
+def poscar_count_problem(text: str) -> str | None:
+    """Why a POSCAR's atom counts disagree with its coordinate lines, or None (also when the header is not found).
+
+    pymatgen reads as many coordinate lines as the counts declare and ignores the rest of
+    the block, so a file listing more atoms than it declares would be read truncated.
+    Coordinate lines run from the line after ``Direct``/``Cartesian`` to the first blank
+    line (velocities follow one) or the first line not starting like a number (``Lattice
+    velocities and vectors``).
+    """
+    lines = [line.split("#")[0].strip() for line in text.rstrip().split("\n")]
+
+    def is_counts(line: str) -> bool:
+        return bool(line) and all(token.isdigit() for token in line.split())
+
+    i = 5  # comment, scale and three lattice lines come first
+    while i < len(lines) and not is_counts(lines[i]):  # the species line(s) of VASP 5/6
+        i += 1
+    counts: list[int] = []
+    while i < len(lines) and is_counts(lines[i]):  # more than 20 species groups take several lines
+        counts.extend(int(token) for token in lines[i].split())
+        i += 1
+    if i < len(lines) and lines[i][:1] in ("s", "S"):  # Selective dynamics
+        i += 1
+    i += 1  # Direct / Cartesian
+    if not counts or i > len(lines):
+        return None
+    listed = 0
+    while i + listed < len(lines) and lines[i + listed][:1] in tuple("0123456789+-."):
+        listed += 1
+    declared = sum(counts)
+    if listed == declared:
+        return None
+    return f"declares {declared} atoms (counts {' '.join(map(str, counts))}) but lists {listed} coordinate lines"
+
+
+def _from_poscar(path: str) -> list[Structure]:
+    from monty.io import zopen
+    from pymatgen.io.vasp import Poscar
+
+    with zopen(path, mode="rt", encoding="utf-8") as handle:
+        text = handle.read()
+    problem = poscar_count_problem(text)
+    if problem is not None:
+        raise ValueError(problem)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        structure = Poscar.from_str(text).structure
+    if any("cannot be determined" in str(w.message) for w in caught):
+        # pymatgen would name the species H, He, Li, ... in order: a wrong structure, not a guess
+        raise ValueError("names no elements (a VASP 4 POSCAR without a species line or symbols after the coordinates)")
+    return [structure]
 
 
 def _from_pymatgen_json(path: str) -> list[Structure]:
@@ -107,9 +208,7 @@ def read_structures(path: str) -> list[Structure]:
                         raise ValueError(f"frame {i} has no periodic 3D cell (Lattice= and pbc are needed)")
                 structures = [AseAtomsAdaptor.get_structure(atoms) for atoms in frames]
             elif name.upper().startswith(_VASP_NAMES) or name.endswith((".vasp", ".poscar")):
-                from pymatgen.io.vasp import Poscar
-
-                structures = [Poscar.from_file(path, check_for_potcar=False).structure]
+                structures = _from_poscar(path)
             else:
                 structures = [Structure.from_file(path)]
     except Exception as exc:  # every parser has its own exception types; all mean "unreadable"
@@ -152,14 +251,24 @@ def iter_file_candidates(
     n_orderings: int = 1,
 ) -> Iterator[Candidate | RejectedCandidate]:
     """Yield one candidate per structure in the files, or a rejection per bad file or structure."""
-    for path, problem in expand_paths(inputs):
-        yield from iter_one_file(path, problem, order_disordered, n_orderings)
+    for path, digest, problem in list_file_units(inputs):
+        yield from iter_one_file(path, problem, order_disordered, n_orderings, digest)
 
 
 def iter_one_file(
-    path: str, problem: str | None = None, order_disordered: bool = False, n_orderings: int = 1
+    path: str,
+    problem: str | None = None,
+    order_disordered: bool = False,
+    n_orderings: int = 1,
+    digest: str | None = None,
 ) -> Iterator[Candidate | RejectedCandidate]:
-    """Candidates (or rejections) from one expanded path; ``problem`` is set for missing inputs."""
+    """Candidates (or rejections) from one expanded path; ``problem`` is set for missing inputs.
+
+    With ``digest`` (the :func:`file_digest` the file was planned with), a file deleted or
+    changed since is rejected (``invalid_input``) instead of read.
+    """
+    if problem is None and digest is not None:
+        problem = planned_file_problem(path, digest)
     if problem is not None:
         yield RejectedCandidate(reason=RejectionReason.INVALID_INPUT, message=problem, input_name=path)
         return
@@ -174,6 +283,14 @@ def iter_one_file(
         base = Provenance(
             source=SourceMethod.FILE, parent_id=f"{Path(path).name}#{index}", file_path=path, file_index=index
         )
+        # before anything native (ordering, neighbour lists, symmetry) sees a NaN or a singular cell
+        invalid = structure_problem(structure)
+        if invalid is not None:
+            yield RejectedCandidate(
+                reason=RejectionReason.INVALID_STRUCTURE, message=f"{input_name}: invalid structure: {invalid}",
+                input_name=input_name, provenance=base,
+            )
+            continue
         if structure.is_ordered:
             yield build_candidate(structure, base)
             continue

@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from pymatgen.core import Composition, Element, Structure
 
+from matris_flows.core.validity import structure_problem
 from matris_flows.generation.schemas import RejectionReason
 
 
@@ -66,8 +67,14 @@ def check_structure(
 ) -> tuple[RejectionReason, str] | None:
     """Return ``(reason, message)`` for the first failed filter, or None if all pass.
 
-    Cheap checks go first so the neighbour search only runs on structures that could pass.
+    The structure's validity goes first (finite numbers, a real cell, real elements:
+    :func:`~matris_flows.core.validity.structure_problem`), so no density, neighbour
+    search or symmetry is computed on NaN; then the cheap checks, so the neighbour search
+    only runs on structures that could pass.
     """
+    problem = structure_problem(structure)
+    if problem is not None:
+        return RejectionReason.INVALID_STRUCTURE, f"invalid structure: {problem}"
     if len(structure) > settings.max_atoms:
         return RejectionReason.MAX_ATOMS, f"{len(structure)} sites > max_atoms={settings.max_atoms}"
     if supported_elements is not None:

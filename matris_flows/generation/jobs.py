@@ -4,9 +4,10 @@ Source Makers (``SubstitutionMaker``, ``PrototypeMaker``, ``RandomSearchMaker``,
 ``FileSourceMaker``) each make one job that generates, filters and dedups their own
 candidates, and can be combined: ``GenerationMaker(sources=[...])`` runs them as one job
 (small campaigns), and ``ShardedGenerationMaker`` runs a campaign of any size as a flat,
-parallel fan-out: a planning job splits the sources' work units into shards, each shard
-job generates and deduplicates its own units and adds one downstream job (relaxation and
-hull) per chunk of its candidates with ``Response(addition=...)``.
+parallel fan-out: a planning job splits the sources' work units into shards and hands
+each shard job its own units (a file is its path and content digest, not a place in a
+listing), each shard job generates and deduplicates its units and adds one downstream job
+(relaxation and hull) per chunk of its candidates.
 """
 
 from __future__ import annotations
@@ -15,26 +16,35 @@ import inspect
 import math
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from jobflow import Flow, Job, Maker, OutputReference, Response, job
 from pymatgen.core import Structure
 
-from matris_flows.generation.files import expand_paths, iter_one_file
+from matris_flows.core.isolation import ItemFailure, map_isolated, sandbox, worker_memory_limit
+from matris_flows.generation.files import FileUnit, iter_one_file, list_file_units
 from matris_flows.generation.filters import FilterSettings
 from matris_flows.generation.pipeline import (
     DedupSettings,
     Event,
     GenerationRun,
-    count_units,
+    ScreenedEvent,
     generate_candidates,
     iter_unit_range,
     normalise_references,
 )
 from matris_flows.generation.prototypes import iter_prototype_candidates, load_prototype_library
 from matris_flows.generation.random_search import generate_random_structure, plan_random_search
-from matris_flows.generation.schemas import CandidateChunk, GenerationOutput, GenerationPlan, GenerationShard
+from matris_flows.generation.schemas import (
+    Candidate,
+    CandidateChunk,
+    GenerationOutput,
+    GenerationPlan,
+    GenerationShard,
+    RejectedCandidate,
+    RejectionReason,
+)
 from matris_flows.generation.substitution import TemplateLike, iter_substitution_candidates, load_templates
 
 
@@ -53,6 +63,19 @@ class CandidateSourceMaker(Maker):
     def run_unit(self, unit: Any) -> Iterator[Event]:
         """Candidates and rejections of one unit."""
         raise NotImplementedError
+
+    def unit_keys(self) -> list[Any]:
+        """JSON-able identities of the work units, in order: what a planned shard hands its job.
+
+        Positions by default, for sources whose units follow from their settings alone;
+        a source whose units come from outside (files) names them by what they are.
+        """
+        return list(range(len(self.work_units())))
+
+    def units_from_keys(self, keys: Sequence[Any]) -> list[Any]:
+        """The work units that ``keys`` (from :meth:`unit_keys`) name, in order."""
+        units = self.work_units()
+        return [units[key] for key in keys]
 
     def iter_events(self) -> Iterator[Event]:
         """All unfiltered events of this source, in order."""
@@ -209,14 +232,22 @@ class FileSourceMaker(CandidateSourceMaker):
     order_disordered: bool = False
     n_orderings: int = 1
 
-    def work_units(self) -> Sequence[tuple[str, str | None]]:
-        """One unit per expanded file (or per input that names nothing)."""
-        return expand_paths(self.paths)
+    def work_units(self) -> Sequence[FileUnit]:
+        """One unit per expanded file, ``(path, content digest, None)``, or per input that names nothing."""
+        return list_file_units(self.paths)
 
-    def run_unit(self, unit: tuple[str, str | None]) -> Iterator[Event]:
-        """Structures of one file."""
-        path, problem = unit
-        yield from iter_one_file(path, problem, self.order_disordered, self.n_orderings)
+    def unit_keys(self) -> list[Any]:
+        """The units themselves: a file is its path and content digest, never its place in a folder listing."""
+        return [list(unit) for unit in self.work_units()]
+
+    def units_from_keys(self, keys: Sequence[Any]) -> list[FileUnit]:
+        """The units of ``keys`` as they are: nothing is listed again, so deleted or added files shift nothing."""
+        return [tuple(key) for key in keys]
+
+    def run_unit(self, unit: FileUnit) -> Iterator[Event]:
+        """Structures of one file; a rejection if it was deleted or changed since its digest was taken."""
+        path, digest, problem = unit
+        yield from iter_one_file(path, problem, self.order_disordered, self.n_orderings, digest)
 
 
 @dataclass
@@ -265,6 +296,34 @@ def make_chunk_job(chunk_maker: ChunkMaker, chunk: Any) -> Job | Flow:
     return make(chunk.structures, chunk.candidate_ids)
 
 
+def shard_unit_events(source: CandidateSourceMaker, unit: Any) -> list[Event]:
+    """Unfiltered candidates and rejections of one work unit: what a shard job generates at a time."""
+    return list(source.run_unit(unit))
+
+
+def screen_units(
+    units: Sequence[tuple[CandidateSourceMaker, Any]],
+    *,
+    filters: FilterSettings,
+    dedup: DedupSettings,
+    supported_elements: Collection[str] | None,
+) -> list[list[ScreenedEvent]]:
+    """Generate each ``(source, unit)`` and screen its events (filters, dedup key): everything that runs native code.
+
+    Stateless, so a shard job can run it in an isolated child process, a unit at a time
+    after a crash; the dedup against earlier candidates stays in the job.
+    """
+    run = GenerationRun(filters=filters, index=dedup.new_index(), supported_elements=supported_elements)
+    return [[run.screen(event) for event in shard_unit_events(source, unit)] for source, unit in units]
+
+
+def unit_label(source: CandidateSourceMaker, unit: Any) -> str:
+    """How a rejection names a work unit: a file by its path, other units by their source and key."""
+    if isinstance(source, FileSourceMaker):
+        return str(unit[0])
+    return f"{source.name} unit {unit!r}"
+
+
 def split_evenly(n: int, max_size: int) -> list[tuple[int, int]]:
     """``[start, stop)`` ranges covering ``n`` items in as few near-equal parts of at most ``max_size``."""
     if n <= 0:
@@ -278,8 +337,9 @@ def split_evenly(n: int, max_size: int) -> list[tuple[int, int]]:
 class ShardedGenerationMaker(GenerationMaker):
     """Generate a campaign of any size as a flat, parallel fan-out of shards.
 
-    The planning job (``make``) counts the sources' work units and adds one job per shard
-    of consecutive units. A shard job generates, filters and deduplicates its own units,
+    The planning job (``make``) lists the sources' work units and adds one job per shard
+    of consecutive units, each with its own units as an argument (:meth:`plan`). A shard
+    job generates, filters and deduplicates its units one at a time (:func:`shard_unit_events`),
     splits its candidates into chunks and adds ``chunk_maker(structures, candidate_ids)``
     (e.g. relaxation + hull) for each chunk. Nesting depth is constant (plan → shard →
     chunk) whatever the campaign size, no job input or output holds more than one shard,
@@ -302,6 +362,13 @@ class ShardedGenerationMaker(GenerationMaker):
         Target generation shards per worker, so that generation runs in parallel too.
     max_recorded_rejections
         Rejections kept with their details per shard (counts are always exact).
+    isolate
+        Generate and screen the units in a child process watched from outside
+        (:mod:`matris_flows.core.isolation`): a unit that crashes native code, hangs or
+        overfills memory becomes a ``crashed`` rejection naming it, and the rest of the
+        shard goes on.
+    unit_timeout_s
+        Wall-time limit per work unit, s, when isolated.
     """
 
     name: str = "generate candidates"
@@ -310,21 +377,50 @@ class ShardedGenerationMaker(GenerationMaker):
     chunks_per_worker: int = 2
     shards_per_worker: int = 4
     max_recorded_rejections: int | None = 10
+    isolate: bool = True
+    unit_timeout_s: float = 600.0
 
-    def plan(self) -> GenerationPlan:
-        """Split the sources' work units into shards (cheap: units are counted, not run)."""
-        n_units = count_units(self.sources)
-        total = sum(n_units)
+    def plan(self) -> tuple[GenerationPlan, list[list[list[Any]]]]:
+        """Split the sources' work units into shards: the plan, and each shard's ``[source index, unit key]`` pairs.
+
+        Cheap: units are listed (files hashed), not run. The units are resolved here, once,
+        and each shard job gets its own (:meth:`CandidateSourceMaker.unit_keys`): a shard
+        job that runs again on resume processes exactly the units it was planned with, so
+        files deleted, added or changed in between neither make it repeat a unit another
+        shard did nor skip one.
+        """
+        keys = [source.unit_keys() for source in self.sources]
+        units = [[index, key] for index, source_keys in enumerate(keys) for key in source_keys]
+        total = len(units)
         # A shard holds at most chunk_size units, so that one shard is about one chunk for
         # sources with one structure per unit (files, pyxtal seeds) and no shard document grows.
         units_per_shard = min(max(1, math.ceil(total / (self.shards_per_worker * max(1, self.parallelism)))), self.chunk_size)
-        return GenerationPlan(
-            n_units=n_units,
+        plan = GenerationPlan(
+            n_units=[len(source_keys) for source_keys in keys],
             n_shards=math.ceil(total / units_per_shard),
             units_per_shard=units_per_shard,
             chunk_size=self.chunk_size,
             parallelism=self.parallelism,
         )
+        return plan, [units[start : start + units_per_shard] for start in range(0, total, units_per_shard)]
+
+    def resolve_units(self, units: Sequence[Sequence[Any]]) -> list[tuple[CandidateSourceMaker, Any]]:
+        """``(source, work unit)`` of each ``[source index, unit key]`` pair, in order (one lookup per source)."""
+        keys: dict[int, list[Any]] = {}
+        for index, key in units:
+            keys.setdefault(index, []).append(key)
+        resolved = {index: iter(self.sources[index].units_from_keys(source_keys)) for index, source_keys in keys.items()}
+        return [(self.sources[index], next(resolved[index])) for index, _ in units]
+
+    def _screen(
+        self, items: list[tuple[CandidateSourceMaker, Any]], supported_elements: Collection[str] | None
+    ) -> list[list[ScreenedEvent] | ItemFailure]:
+        """:func:`screen_units` of each item, isolated unless ``isolate`` is off (all in one call, one by one after a crash)."""
+        screen = partial(screen_units, filters=self.filters, dedup=self.dedup, supported_elements=supported_elements)
+        if not self.isolate:
+            return screen(items)
+        with sandbox(worker_memory_limit()) as box:
+            return map_isolated(box, screen, items, timeout_s=lambda some: self.unit_timeout_s * len(some), together=True)
 
     @job(output_schema=GenerationPlan)
     def make(
@@ -333,11 +429,11 @@ class ShardedGenerationMaker(GenerationMaker):
         reference_structures: Sequence[Any] | None = None,
         supported_elements: Collection[str] | None = None,
     ) -> Response:
-        """Plan the shards and add one generation job per shard."""
-        plan = self.plan()
+        """Plan the shards and add one generation job per shard, holding that shard's units."""
+        plan, shard_units = self.plan()
         shards = []
-        for index in range(plan.n_shards):
-            shard = self.make_shard(plan, index, chunk_maker, reference_structures, supported_elements)
+        for index, units in enumerate(shard_units):
+            shard = self.make_shard(plan, index, chunk_maker, reference_structures, supported_elements, units=units)
             shard.name = f"{self.name} shard {index}"
             shards.append(shard)
         if not shards:
@@ -352,19 +448,33 @@ class ShardedGenerationMaker(GenerationMaker):
         chunk_maker: ChunkMaker | None = None,
         reference_structures: Sequence[Any] | None = None,
         supported_elements: Collection[str] | None = None,
+        units: Sequence[Sequence[Any]] | None = None,
     ) -> Response:
-        """Generate shard ``shard_index`` of ``plan`` and add one ``chunk_maker`` job per chunk."""
+        """Generate shard ``shard_index`` of ``plan`` and add one ``chunk_maker`` job per chunk.
+
+        ``units`` are the shard's ``[source index, unit key]`` pairs from :meth:`plan`.
+        """
         from jobflow import CURRENT_JOB
 
         start = shard_index * plan.units_per_shard
         stop = min(start + plan.units_per_shard, sum(plan.n_units))
+        if units is None:  # a shard planned before shards carried their units: its place in today's listing
+            units = [[i, key] for i, source in enumerate(self.sources) for key in source.unit_keys()][start:stop]
         run = GenerationRun(
             filters=self.filters, index=self.dedup.new_index(), supported_elements=supported_elements,
             max_recorded_rejections=self.max_recorded_rejections,
         )
         if self.dedup.against_references:
             run.index.add_references(normalise_references(reference_structures))
-        candidates = [c for c in (run.process(event) for event in iter_unit_range(self.sources, start, stop)) if c is not None]
+        candidates: list[Candidate] = []
+        items = self.resolve_units(units)
+        for (source, unit), screened in zip(items, self._screen(items, supported_elements), strict=True):
+            if isinstance(screened, ItemFailure):
+                label = unit_label(source, unit)
+                message = f"{label}: {screened.reason} while generating and checking its structures"
+                run.process(RejectedCandidate(reason=RejectionReason.CRASHED, message=message, input_name=label))
+                continue
+            candidates += [c for c in (run.process(event) for event in screened) if c is not None]
 
         # Size chunks on the campaign's expected total, estimated from this shard's yield.
         expected_total = len(candidates) * plan.n_shards

@@ -87,6 +87,20 @@ def normalise_references(references: Iterable[Any] | None) -> list[tuple[str, St
 
 
 @dataclass
+class ScreenedEvent:
+    """An event with its filter verdict and dedup key worked out: the part of processing that runs native code.
+
+    Made by :meth:`GenerationRun.screen`, which may run in an isolated child process
+    (spglib and neighbour searches crash on input they cannot handle); the dedup itself
+    (:meth:`GenerationRun.process`) then needs no native call but the structure matcher.
+    """
+
+    event: Event
+    problem: tuple[RejectionReason, str] | None = None
+    key: str | None = None
+
+
+@dataclass
 class GenerationRun:
     """Filters and dedups a stream of events, keeping the report; one per (streamed) job."""
 
@@ -99,24 +113,35 @@ class GenerationRun:
     def _reject(self, rejection: RejectedCandidate) -> None:
         self.report.record(rejection, self.max_recorded_rejections)
 
-    def process(self, event: Event) -> Candidate | None:
-        """Return the candidate if it passes filters and is new, else record why not."""
+    def screen(self, event: Event) -> ScreenedEvent:
+        """The filter verdict and dedup key of ``event`` (no state read or written: safe to run elsewhere)."""
+        if isinstance(event, RejectedCandidate):
+            return ScreenedEvent(event)
+        problem = check_structure(event.structure, self.filters, self.supported_elements)
+        return ScreenedEvent(event, problem, None if problem is not None else self.index.key(event.structure))
+
+    def process(self, event: Event | ScreenedEvent) -> Candidate | None:
+        """Return the candidate if it passes filters and is new, else record why not.
+
+        ``event`` may come screened already (:meth:`screen`), e.g. in an isolated process.
+        """
+        screened = event if isinstance(event, ScreenedEvent) else self.screen(event)
+        event, problem, key = screened.event, screened.problem, screened.key
         if isinstance(event, RejectedCandidate):
             self._reject(event)
             return None
         label = f"{event.candidate_id} ({event.formula}, from {event.provenance.parent_id})"
-        problem = check_structure(event.structure, self.filters, self.supported_elements)
         if problem is not None:
             reason, message = problem
             self._reject(
                 RejectedCandidate(
                     reason=reason, message=f"{label}: {message}", input_name=event.provenance.parent_id,
                     candidate_id=event.candidate_id, formula=event.formula, provenance=event.provenance,
-                    structure=event.structure,
+                    # an invalid structure (NaN, a singular cell) is not kept: nothing downstream could read it
+                    structure=None if reason is RejectionReason.INVALID_STRUCTURE else event.structure,
                 )
             )
             return None
-        key = self.index.key(event.structure)
         match, is_reference = self.index.find(event.structure, key)
         if match is not None:
             reason = RejectionReason.DUPLICATE_OF_REFERENCE if is_reference else RejectionReason.DUPLICATE

@@ -29,6 +29,8 @@ class RejectionReason(StrEnum):
     """Matches a candidate accepted earlier in the same campaign."""
     DUPLICATE_OF_REFERENCE = "duplicate_of_reference"
     """Matches a reference entry (a known phase) of its chemical system."""
+    INVALID_STRUCTURE = "invalid_structure"
+    """Not a crystal: non-finite numbers, a degenerate or absurd cell, no sites, or sites that are no element."""
     MIN_DISTANCE = "min_distance"
     DENSITY = "density"
     MAX_ATOMS = "max_atoms"
@@ -40,6 +42,8 @@ class RejectionReason(StrEnum):
     """Empty element lists, unknown elements, impossible compositions, bad templates."""
     NO_VALID_SPACE_GROUP = "no_valid_space_group"
     GENERATION_FAILED = "generation_failed"
+    CRASHED = "crashed"
+    """Generating or checking it killed, hung or overfilled the (isolated) process: native code could not handle it."""
 
 
 class Provenance(BaseModel):
@@ -182,7 +186,10 @@ class GenerationShard(BaseModel):
     """
 
     shard_index: int = Field(description="0-based index of this shard.")
-    units: tuple[int, int] = Field(description="Global work units [start, stop) this shard generated.")
+    units: tuple[int, int] = Field(
+        description="Positions [start, stop) of this shard's work units in the plan's listing (the units themselves "
+        "were handed to the shard job when the campaign was planned)."
+    )
     n_candidates: int = Field(description="Candidates accepted in this shard.")
     chunks: list[CandidateChunk] = Field(
         description="Candidates split into relaxation chunks (kept in the 'data' store: never in the output document)."

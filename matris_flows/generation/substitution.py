@@ -19,6 +19,7 @@ from pymatgen.core import Species, Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from matris_flows.core.data_paths import resolve_data_path
+from matris_flows.core.validity import structure_problem
 from matris_flows.generation.files import order_structure
 from matris_flows.generation.ids import build_candidate
 from matris_flows.generation.schemas import (
@@ -152,6 +153,9 @@ def _substitute_one(
             reason=RejectionReason.INVALID_INPUT, message=f"template {template_id}: {message}", input_name=template_id
         )
 
+    if (problem := structure_problem(template)) is not None:  # before Ewald orderings run native code on it
+        yield reject(f"invalid structure: {problem}")
+        return
     if not template.is_ordered:
         yield reject("has partial occupancies; order it first (FileSourceMaker(order_disordered=True))")
         return

@@ -271,6 +271,8 @@ def load_potential(name: str, device: str = "auto", **options: Any) -> Potential
 def _freeze(value: Any) -> Any:
     if isinstance(value, dict):
         return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):  # e.g. calculator_kwargs from YAML: hashable for the cache
+        return tuple(_freeze(v) for v in value)
     return value
 
 

@@ -46,18 +46,21 @@ def relax_with_trajectories(
     candidate_ids: Sequence[str] | None = None,
     device: str = "auto",
     keep_trajectories: bool = False,
+    engine: str | None = None,
 ) -> tuple[list[RelaxationDocument], list[RelaxTrajectory] | None]:
     """Relax ``structures``; return one document per structure (input order) and optional trajectories.
 
     Bad inputs and model failures become FAILED documents; the other structures finish.
-    Trajectories are recorded by the per-structure engine only.
+    Trajectories are recorded by the per-structure engine only. ``engine`` ('ase' or
+    'torchsim') overrides the choice of :func:`choose_engine` (as made by a caller that
+    already chose).
     """
     potential = potential if isinstance(potential, Potential) else load_potential(potential, device=device)
     settings = resolve_settings(settings, potential.name)  # unset fmax/max_steps: the potential's benchmark values
     ids = list(candidate_ids) if candidate_ids is not None else [candidate_id(s) for s in structures]
     if len(ids) != len(structures):
         raise ValueError(f"{len(structures)} structures but {len(ids)} candidate ids")
-    engine = "ase" if keep_trajectories else choose_engine(settings, potential)
+    engine = "ase" if keep_trajectories else (engine or choose_engine(settings, potential))
 
     documents: list[RelaxationDocument | None] = [None] * len(structures)
     trajectories: list[RelaxTrajectory] = []

@@ -6,9 +6,8 @@ from typing import Any
 from jobflow import Maker, job
 from pymatgen.core import Structure
 
-from matris_flows.potentials.loader import load_potential
 from matris_flows.potentials.naming import DEFAULT_POTENTIAL
-from matris_flows.relax.engine import relax_with_trajectories
+from matris_flows.relax.isolated import relax_chunk
 from matris_flows.relax.schemas import RelaxBatchOutput, RelaxSettings, RelaxStatus
 
 # The relaxation records (structures, forces, stress) and trajectories go to the JobStore's
@@ -50,10 +49,14 @@ class RelaxMaker(Maker):
 
     @job(data=_DATA_OBJECTS, output_schema=RelaxBatchOutput)
     def make(self, structures: list[Structure], candidate_ids: list[str] | None = None) -> RelaxBatchOutput:
-        """Relax ``structures`` (optionally keyed by ``candidate_ids``); one document per structure."""
-        potential = load_potential(self.potential, device=self.device, **self.potential_options)
-        documents, trajectories = relax_with_trajectories(
-            structures, potential, self.settings, candidate_ids, keep_trajectories=self.store_trajectories
+        """Relax ``structures`` (optionally keyed by ``candidate_ids``); one document per structure.
+
+        Isolated in a child process (``settings.isolate``): a structure that kills, hangs or
+        overfills it gets a FAILED document naming what happened; the others are relaxed.
+        """
+        documents, trajectories = relax_chunk(
+            structures, candidate_ids, self.potential, self.settings, self.device, self.potential_options,
+            keep_trajectories=self.store_trajectories,
         )
         for document in documents:
             document.trajectory_stored = self.store_trajectories and document.status is not RelaxStatus.FAILED

@@ -49,6 +49,17 @@ class RelaxSettings(BaseModel):
         description="A relaxed structure with two atoms closer than this fraction of the sum of their covalent radii "
         "has collapsed: the relaxation is failed with the pair named.",
     )
+    isolate: bool = Field(
+        True,
+        description="Relax in a child process watched from outside, so a structure that crashes native code, hangs or "
+        "blows up memory fails alone (with the reason) instead of killing the worker and its chunk-mates.",
+    )
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Wall-time limit per structure, s (isolated runs only); None: 300 s + 0.2 s per atom and allowed step "
+        "(generous for MatRIS-10M on one CPU core, ~0.06 s per atom-step). A batch gets the limit of its summed atoms.",
+    )
     defaults_source: str | None = Field(
         None, description="Which values came from the per-potential defaults table, and that table's source (model card)."
     )

@@ -76,6 +76,30 @@ class SyntheticSourceMaker(CandidateSourceMaker):
         yield build_candidate(structure, provenance)
 
 
+@dataclass
+class CrashingSourceMaker(SyntheticSourceMaker):
+    """Synthetic candidates whose listed units kill the process generating them (SIGSEGV), or hang.
+
+    What a reader or generator hitting broken native code looks like to the shard job.
+    """
+
+    name: str = "crashing synthetic candidates"
+    crash_units: list[int] = field(default_factory=list)
+    hang_units: list[int] = field(default_factory=list)
+
+    def run_unit(self, unit: int) -> Iterator[Event]:
+        """The synthetic structure of ``unit``, unless the unit is poisoned."""
+        import os
+        import signal
+        import time
+
+        if unit in self.crash_units:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        while unit in self.hang_units:
+            time.sleep(1)
+        yield from super().run_unit(unit)
+
+
 EMT_POTENTIAL = "ase.calculators.emt:EMT"
 
 

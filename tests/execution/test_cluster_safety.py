@@ -121,6 +121,42 @@ def test_no_workers_and_no_progress_stops_the_run_and_it_resumes(tmp_path, new_j
     assert sorted(r[1].output for r in responses.values()) == [3, 7]
 
 
+def test_a_cluster_without_live_workers_stops_the_driver_at_the_no_worker_timeout(new_job_store):
+    # in flight or not, a cluster that has lost every worker is broken, whatever stall_timeout says
+    flow = Flow([tj.add(1, 2)])
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+        start = time.monotonic()
+        with pytest.raises(StalledError, match=r"no live worker for \d+ s \(no_worker_timeout 3 s\)"):
+            run_on_dask(flow, new_job_store(), client, stall_timeout=None, no_worker_timeout=3)
+        assert time.monotonic() - start < 15
+
+
+def test_local_profiles_give_up_on_a_workerless_cluster_within_a_minute():
+    assert ExecutionProfile().no_worker_seconds() == 60
+    assert ExecutionProfile(no_worker_timeout=5).no_worker_seconds() == 5
+    assert ExecutionProfile(kind="slurm", cores=1, memory="1GB").no_worker_seconds() is None  # workers may be queued
+
+
+def test_local_cluster_replaces_a_worker_whose_nanny_was_closed():
+    """distributed's lost-worker handling can close a nanny after a crash loop; the cluster keeps its size."""
+    import os
+
+    from matris_flows.execution.clusters import open_client
+
+    with open_client(ExecutionProfile(n_workers=2, threads_per_worker=1)) as client:
+        client.wait_for_workers(2, timeout=120)
+        before = set(client.run(os.getpid).values())
+        cluster = client.cluster
+        cluster.sync(cluster.workers[next(iter(cluster.workers))].close)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pids = set(client.run(os.getpid).values())
+            if len(pids) == 2 and pids != before:
+                break
+            time.sleep(1)
+        assert len(pids) == 2 and len(pids & before) == 1, "the closed worker was not replaced"
+
+
 def test_a_long_job_on_a_live_worker_is_not_a_stall(dask_client, new_job_store, tmp_path):
     # no job finishes for longer than the timeout, but a worker is there: the run waits
     responses = run_on_dask(tj.record_call(str(tmp_path), "slow", 3, seconds=3.0), new_job_store(), dask_client, stall_timeout=1)
@@ -172,6 +208,31 @@ def test_cli_reports_a_stall_in_one_line_and_the_campaign_resumes(tmp_path, monk
     monkeypatch.setattr(execution, "open_client", real_open_client)
     assert main(["resume", str(directory)]) == 0
     assert len(query_campaign(directory)) == 2  # Cu3Ni and CuNi3
+
+
+def test_cli_says_in_one_line_that_the_cluster_has_no_worker_with_a_resume_hint(tmp_path, monkeypatch, capsys):
+    import contextlib
+
+    import matris_flows.execution as execution
+    from matris_flows.cli import main
+
+    @contextlib.contextmanager
+    def no_workers(profile):  # every worker lost, none replaced
+        with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+            yield client
+
+    spec = tmp_path / "workerless.yaml"
+    spec.write_text(STALLING_SPEC.replace("stall_timeout: 2", "no_worker_timeout: 3"))
+    directory = tmp_path / "campaign"
+    monkeypatch.setattr(execution, "open_client", no_workers)
+    start = time.monotonic()
+    assert main(["screen", str(spec), "--dir", str(directory)]) == 2
+    assert time.monotonic() - start < 60
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error:")]
+    assert len(errors) == 1 and "no live worker" in errors[0], err
+    assert errors[0].endswith(f"`matris-flows resume {directory}` continues")
+    assert "Traceback" not in "\n".join(err)
 
 
 def test_adaptive_forgets_batch_jobs_whose_workers_have_all_left(monkeypatch):
