@@ -200,7 +200,7 @@ def rejections(directory: Path) -> list[dict]:
     with store:
         for doc in store.query({"name": {"$regex": "shard"}}, properties=["output"]):
             report = (doc.get("output") or {}).get("report") or {}
-            found.extend(report.get("rejections") or [])
+            found.extend(report.get("rejected") or [])
     return found
 
 

@@ -252,7 +252,8 @@ _ENVIRONMENT_ERRNOS = _NO_SPACE | {errno.EACCES, errno.EPERM, errno.EROFS, errno
 
 
 def _resume(campaign: Path | None) -> str:
-    return f"`matris-flows resume {campaign}`" if campaign is not None else "`matris-flows resume` the campaign"
+    """How to go on: resume the campaign, or (no campaign directory yet) run the command again."""
+    return f"`matris-flows resume {campaign}`" if campaign is not None else "run the command again"
 
 
 def _database_advice(exc, campaign: Path | None) -> str:

@@ -292,6 +292,7 @@ def map_isolated(
     *,
     timeout_s: Callable[[Sequence[Any]], float | None],
     together: bool,
+    on_result: Callable[[int, Any], None] | None = None,
 ) -> list[Any | ItemFailure]:
     """``call(items)`` in ``box``: one result per item, or an :class:`ItemFailure` for the culprits.
 
@@ -300,20 +301,31 @@ def map_isolated(
     call); if that call dies, hangs or blows up memory, every item is retried on its own,
     so only the items that fail alone are failures. Without ``together`` each item has its
     own call from the start (the culprit is known at the first crash). ``timeout_s`` gives
-    the deadline of a call from its items.
+    the deadline of a call from its items. ``on_result(index, result)`` is called as soon
+    as an item's outcome is known (to record progress).
     """
-    results: list[Any | ItemFailure] = [None] * len(items)
+    def done(index: int, result: Any) -> None:
+        if on_result is not None:
+            on_result(index, result)
+
     if together and len(items) > 1:
         try:
-            return list(box.call(call, list(items), timeout_s=timeout_s(items)))
+            results = list(box.call(call, list(items), timeout_s=timeout_s(items)))
         except IsolatedFailure as failure:
             logger.warning("%d items run together failed (%s); running them one by one to find the culprit",
                            len(items), failure.reason)
+        else:
+            for index, result in enumerate(results):
+                done(index, result)
+            return results
+    results = []
     for index, item in enumerate(items):
         try:
-            results[index] = box.call(call, [item], timeout_s=timeout_s([item]))[0]
+            result = box.call(call, [item], timeout_s=timeout_s([item]))[0]
         except IsolatedFailure as failure:
-            results[index] = ItemFailure(failure.reason, failure.kind)
+            result = ItemFailure(failure.reason, failure.kind)
+        done(index, result)
+        results.append(result)
     return results
 
 

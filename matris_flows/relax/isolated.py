@@ -25,6 +25,7 @@ from matris_flows.potentials.naming import PotentialInfo
 from matris_flows.relax.defaults import resolve_settings
 from matris_flows.relax.documents import failed_document
 from matris_flows.relax.engine import choose_engine, relax_with_trajectories
+from matris_flows.relax.progress import ChunkProgress, settings_fingerprint
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings, RelaxTrajectory
 
 # Default per-structure limit (RelaxSettings.timeout_s): a floor for model loading and
@@ -111,29 +112,41 @@ def relax_chunk(
             plan = box.call(plan_relaxation, potential, device, options, settings, keep_trajectories)
         except IsolatedFailure as failure:  # no structure involved: the potential itself cannot load
             raise RuntimeError(f"loading potential {potential!r}: {failure.reason}") from None
+        items = list(zip(structures, ids, strict=True))
+        # a rerun of this job (its worker was lost) takes up where the last run stopped
+        progress = ChunkProgress.for_current_job(
+            settings_fingerprint(potential, device, options, plan.settings.model_dump(mode="json"), keep_trajectories)
+        )
+        finished = progress.load() if progress is not None else {}
+        todo = [k for k, (_, structure_id) in enumerate(items) if structure_id not in finished]
+
+        def outcome(position: int, result: Any) -> None:
+            structure, structure_id = items[todo[position]]
+            if isinstance(result, ItemFailure):
+                result = (_failed(structure, structure_id, result, plan), None)
+            finished[structure_id] = result
+            if progress is not None:
+                progress.record(*result)
+
         call = partial(
             relax_items, potential=potential, device=device, options=options, settings=plan.settings,
             engine=plan.engine, keep_trajectories=keep_trajectories,
         )
-        items = list(zip(structures, ids, strict=True))
-        results = map_isolated(
-            box, call, items, timeout_s=partial(_call_timeout, plan.settings), together=plan.engine == "torchsim"
+        map_isolated(
+            box, call, [items[k] for k in todo], timeout_s=partial(_call_timeout, plan.settings),
+            together=plan.engine == "torchsim", on_result=outcome,
         )
 
-    documents: list[RelaxationDocument] = []
-    trajectories: list[RelaxTrajectory] = []
-    for (structure, structure_id), result in zip(items, results, strict=True):
-        if isinstance(result, ItemFailure):
-            reason = (
-                f"{result.reason} while relaxing this structure "
-                f"({structure.composition.reduced_formula}, {len(structure)} sites)"
-            )
-            if result.kind == "timeout":
-                reason += "; relax.timeout_s sets the limit"
-            documents.append(failed_document(structure_id, structure, reason, plan.potential, plan.settings, plan.engine))
-            continue
-        document, trajectory = result
-        documents.append(document)
-        if trajectory is not None:
-            trajectories.append(trajectory)
+    documents = [finished[structure_id][0] for _, structure_id in items]
+    trajectories = [finished[structure_id][1] for _, structure_id in items if finished[structure_id][1] is not None]
+    if progress is not None:
+        progress.remove()
     return documents, (trajectories if keep_trajectories else None)
+
+
+def _failed(structure: Structure, structure_id: str, failure: ItemFailure, plan: RelaxPlan) -> RelaxationDocument:
+    """The FAILED document of a structure whose isolated call died, hung or overfilled memory."""
+    reason = f"{failure.reason} while relaxing this structure ({structure.composition.reduced_formula}, {len(structure)} sites)"
+    if failure.kind == "timeout":
+        reason += "; relax.timeout_s sets the limit"
+    return failed_document(structure_id, structure, reason, plan.potential, plan.settings, plan.engine)

@@ -28,11 +28,14 @@ class PoisonEMT(EMT):
         Reduced formulas that never return (a sleep loop).
     memory
         Reduced formulas that allocate (and touch) memory without end, 256 MiB at a time.
+    delay_s
+        Seconds every calculation sleeps first (a slower model, for tests that interrupt a chunk).
     """
 
-    def __init__(self, crash=(), segfault=(), hang=(), memory=(), **kwargs):
+    def __init__(self, crash=(), segfault=(), hang=(), memory=(), delay_s=0.0, **kwargs):
         super().__init__(**kwargs)
         self.poison = {"crash": set(crash), "segfault": set(segfault), "hang": set(hang), "memory": set(memory)}
+        self.delay_s = delay_s
 
     def calculate(self, atoms=None, properties=None, system_changes=None):
         from pymatgen.core import Composition
@@ -51,6 +54,8 @@ class PoisonEMT(EMT):
                 block = bytearray(256 * 2**20)
                 block[:: 4096] = b"\1" * len(block[:: 4096])  # touch every page: resident, not just reserved
                 hoard.append(block)
+        if self.delay_s:
+            time.sleep(self.delay_s)
         if system_changes is None:
             super().calculate(atoms, properties)
         else:

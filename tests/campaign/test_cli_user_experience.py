@@ -227,19 +227,24 @@ execution:
 """
 
 
-def test_a_missing_reference_file_fails_its_jobs_and_resume_completes_once_it_is_supplied(tmp_path, capsys):
+def test_an_unreadable_reference_file_fails_its_jobs_and_resume_completes_once_it_is_replaced(tmp_path, capsys):
+    """A missing reference file stops ``screen`` at once (test_environment_errors); one that exists but
+    cannot be read is found by the hull jobs."""
+    import gzip
     import shutil
 
     from matris_flows.core.data_paths import resolve_data_path
 
-    references = tmp_path / "refs" / "Li-Fe-O.json.gz"  # not there yet
+    references = tmp_path / "refs" / "Li-Fe-O.json.gz"  # a class the reference reader refuses, not entries
+    references.parent.mkdir()
+    references.write_bytes(gzip.compress(json.dumps([{"@module": "os", "@class": "system"}]).encode()))
     spec = tmp_path / "spec.yaml"
     spec.write_text(REFERENCE_SPEC.format(candidates=", ".join(_li_fe_o_candidates(tmp_path)), references=json.dumps(str(references))))
     directory = tmp_path / "campaign"
 
     assert main(["screen", str(spec), "--dir", str(directory)]) == 1
     captured = capsys.readouterr()
-    assert "Li-Fe-O.json.gz" in captured.out, "the summary names the missing file"
+    assert "Li-Fe-O.json.gz" in captured.out, "the summary names the broken file"
     failures = json.loads((directory / FAILURES_FILE).read_text())
     assert failures and all("Li-Fe-O.json.gz" in f["error"] for f in failures)
     assert main(["query", str(directory), "--format", "json"]) == 0
@@ -249,7 +254,6 @@ def test_a_missing_reference_file_fails_its_jobs_and_resume_completes_once_it_is
         assert doc["thermo_status"] == "job_failed" and doc["e_above_hull"] is None
         assert "Li-Fe-O.json.gz" in doc["thermo_failure_reason"] and str(directory / LOG_FILE) in doc["thermo_failure_reason"]
 
-    references.parent.mkdir()
     shutil.copy(resolve_data_path("package:mp_Li-Fe-O_2024-11-21.json.gz"), references)
     assert main(["resume", str(directory)]) == 0
     capsys.readouterr()

@@ -167,20 +167,63 @@ def small_disk(tmp_path):
 
 
 def test_a_full_disk_at_the_start_is_one_line(small_disk, tmp_path):
-    """128 kB: the campaign files fit, the database tables or their indexes do not."""
-    directory = small_disk("128k") / "campaign"
+    """176 kB: the campaign files and the tables fit, the indexes of the candidates (ensure_index) do not."""
+    directory = small_disk("176k") / "campaign"
     message = one_error(cli("screen", write_spec(tmp_path / "spec.yaml"), "--dir", directory, "--local"))
     assert "no space left" in message and str(database(directory)) in message
     assert f"matris-flows resume {directory}" in message
 
 
 def test_a_full_disk_during_a_run_is_one_line(small_disk, tmp_path):
-    """512 kB: the Dask run starts, then a job's output or journal record no longer fits."""
-    directory = small_disk("512k") / "campaign"
+    """352 kB: the Dask run starts, then a job's output or journal record no longer fits (the first job, or
+    generation: just after the start-up, which needs ~260 kB)."""
+    directory = small_disk("352k") / "campaign"
     message = one_error(cli("screen", write_spec(tmp_path / "spec.yaml"), "--dir", directory), progress=True)
     assert "no space left" in message and str(database(directory)) in message
     assert f"matris-flows resume {directory}" in message
     assert "Started executing jobs on Dask" in (directory / "campaign.log").read_text(), "it failed during the run"
+
+
+JOURNAL_FULL = """
+import sys
+from pathlib import Path
+
+from matris_flows import sqlite_store
+
+update = sqlite_store.SQLiteStore.update
+
+
+def journal_without_room(self, docs, key=None):
+    # the journal's connection may not grow the file: SQLite's own SQLITE_FULL, at a journal commit only
+    if self.collection_name == "execution_journal":
+        writer = self._collection.connection
+        writer.execute(f"PRAGMA max_page_count={writer.execute('PRAGMA page_count').fetchone()[0]}")
+        try:
+            return update(self, docs, key=key)
+        except sqlite_store.DatabaseFileError:
+            Path(sys.argv[1]).write_text("the journal commit failed")
+            raise
+    return update(self, docs, key=key)
+
+
+sqlite_store.SQLiteStore.update = journal_without_room
+from matris_flows.cli import main
+
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_full_database_at_a_journal_commit_is_one_line(tmp_path):
+    """The journal record of a finished job does not fit (``max_page_count`` on the journal's connection)."""
+    marker, directory = tmp_path / "journal-failed", tmp_path / "campaign"
+    result = subprocess.run(
+        [sys.executable, "-c", JOURNAL_FULL, str(marker), "screen", str(write_spec(tmp_path / "spec.yaml")), "--dir", str(directory)],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+    )
+    message = one_error(result, progress=True)
+    assert marker.exists(), "it was the journal commit that failed"
+    assert "no space left" in message and str(database(directory)) in message
+    assert f"matris-flows resume {directory}" in message
 
 
 # -- Ctrl-C -------------------------------------------------------------------------

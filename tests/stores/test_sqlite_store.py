@@ -548,3 +548,62 @@ def test_jobflow_job_store(tmp_path):
     completed = store.query_one({"uuid": total.uuid}, properties=["completed_at"])["completed_at"]
     assert datetime.fromisoformat(completed).year >= 2024
     store.close()
+
+
+def test_a_full_database_is_a_database_file_error_and_the_store_stays_usable(tmp_path):
+    """SQLITE_FULL for real (the file may not grow): the batch is rolled back, the error names the file,
+    and the next transaction works once there is room again."""
+    import sqlite3
+
+    from matris_flows.sqlite_store import DatabaseFileError
+
+    path = tmp_path / "full.sqlite"
+    store = SQLiteStore("docs", str(path))
+    store.connect()
+    store.update({"task_id": 0, "x": "a"})
+    writer = store._collection.connection
+    writer.execute(f"PRAGMA max_page_count={writer.execute('PRAGMA page_count').fetchone()[0] + 1}")
+    with pytest.raises(DatabaseFileError) as raised:
+        store.update([{"task_id": i, "x": "y" * 10_000} for i in range(1, 20)])
+    assert raised.value.kind == "full" and str(path) in str(raised.value)
+    assert isinstance(raised.value, sqlite3.DatabaseError), "handlers of SQLite errors still catch it"
+    assert pickle.loads(pickle.dumps(raised.value)).path == str(path)
+    assert store.count() == 1, "the batch was rolled back as a whole"
+    writer.execute("PRAGMA max_page_count=1073741823")
+    store.update({"task_id": 1, "x": "room again"})
+    assert store.count() == 2
+    store.close()
+
+
+def test_a_damaged_collection_is_found_when_a_store_opens_it(tmp_path):
+    """quick_check of the collection's table and indexes at connect: an index page no query reads is damaged."""
+    import os
+    import sqlite3
+
+    from matris_flows.sqlite_store import DatabaseFileError
+
+    path = tmp_path / "damaged.sqlite"
+    store = SQLiteStore("docs", str(path))
+    store.connect()
+    store.ensure_index("chemsys")
+    store.update([{"task_id": i, "chemsys": "Fe-O"} for i in range(50)])
+    other = SQLiteStore("other", str(path))
+    other.connect()
+    other.update({"task_id": 1})
+    store.close()
+    other.close()
+    conn = sqlite3.connect(path)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    (page,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'docs::chemsys'").fetchone()
+    conn.close()
+    with open(path, "r+b") as handle:
+        handle.seek((page - 1) * page_size)
+        handle.write(os.urandom(page_size))
+
+    with pytest.raises(DatabaseFileError, match="quick_check of docs") as raised:
+        SQLiteStore("docs", str(path)).connect()
+    assert raised.value.kind == "corrupt" and str(path) in str(raised.value)
+    intact = SQLiteStore("other", str(path))  # only the collection a store opens is checked
+    intact.connect()
+    assert intact.count() == 1
+    intact.close()
