@@ -6,7 +6,8 @@ later. Without a record, every structure of the chunk is relaxed again, and a ch
 takes longer than the time between two worker losses never finishes. So the job appends
 each structure's finished document (a FAILED one included: a culprit that killed the
 relaxation process is not run again) to a file named after the job and its settings, and
-a rerun of the same job on the same node reads it back. The file goes when the job returns.
+a rerun of the same job on the same node reads it back. The file goes when the job returns
+(files untouched for a week go too).
 
 The files live in a private folder (mode 0700, checked) under the node's temporary
 directory, or ``$MATRIS_FLOWS_SCRATCH``; they hold documents as JSON, decoded by their
@@ -22,6 +23,7 @@ import logging
 import os
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,9 @@ from matris_flows.relax.schemas import RelaxationDocument, RelaxTrajectory
 logger = logging.getLogger(__name__)
 
 SCRATCH_ENV = "MATRIS_FLOWS_SCRATCH"
+# A job's file goes when the job returns; one whose job never came back (the campaign was
+# abandoned, or Dask recomputed a result lost with its worker elsewhere) goes after this long.
+_STALE_AFTER_S = 7 * 24 * 3600
 
 
 def progress_directory() -> Path | None:
@@ -37,16 +42,25 @@ def progress_directory() -> Path | None:
     root = Path(os.environ.get(SCRATCH_ENV) or Path(tempfile.gettempdir()) / f"matris-flows-{os.getuid()}")
     folder = root / "relax-progress"
     try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for path in (root, folder):
-            info = path.stat()
-            if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
-                logger.warning("%s is not private to this user: relaxation progress is not kept", path)
-                return None
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.mkdir(exist_ok=True, mode=0o700)
+        info = folder.stat()
+        if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+            logger.warning("%s is not private to this user: relaxation progress is not kept", folder)
+            return None
     except OSError as exc:
         logger.warning("no folder for relaxation progress (%s): a rerun chunk starts over", exc)
         return None
+    _forget_stale(folder)
     return folder
+
+
+def _forget_stale(folder: Path) -> None:
+    now = time.time()
+    for path in folder.glob("*.jsonl"):
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > _STALE_AFTER_S:
+                path.unlink()
 
 
 def settings_fingerprint(*parts: Any) -> str:

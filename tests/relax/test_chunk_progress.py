@@ -101,3 +101,10 @@ def test_a_shared_scratch_folder_is_not_used(tmp_path, monkeypatch):
 def test_outside_a_job_nothing_is_recorded(monkeypatch, tmp_path):
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path))
     assert ChunkProgress.for_current_job("abc") is None
+
+
+def test_a_new_scratch_root_is_created_private(monkeypatch, tmp_path):
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "fresh" / "scratch"))
+    folder = progress_directory()
+    assert folder == tmp_path / "fresh" / "scratch" / "relax-progress"
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"
