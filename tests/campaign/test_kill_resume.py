@@ -224,14 +224,14 @@ def _slow_down_relaxations(seconds: float):
     """Make each relaxation chunk on this worker wait ``seconds`` first: a window to kill it in (results unchanged)."""
     import matris_flows.relax.jobs as relax_jobs
 
-    relax = getattr(relax_jobs.relax_with_trajectories, "unslowed", relax_jobs.relax_with_trajectories)
+    relax = getattr(relax_jobs.relax_chunk, "unslowed", relax_jobs.relax_chunk)
 
     def slowed(*args, **kwargs):
         time.sleep(seconds)
         return relax(*args, **kwargs)
 
     slowed.unslowed = relax
-    relax_jobs.relax_with_trajectories = slowed if seconds else relax
+    relax_jobs.relax_chunk = slowed if seconds else relax
 
 
 def test_workers_killed_mid_chunk(spec_path, client, uninterrupted, tmp_path):
