@@ -6,8 +6,9 @@ later. Without a record, every structure of the chunk is relaxed again, and a ch
 takes longer than the time between two worker losses never finishes. So the job appends
 each structure's finished document (a FAILED one included: a culprit that killed the
 relaxation process is not run again) to a file named after the job and its settings, and
-a rerun of the same job on the same node reads it back. The file goes when the job returns
-(files untouched for a week go too).
+a rerun of the same job on the same node reads it back. When the job returns the file is
+marked done and kept an hour (Dask recomputes a result lost with its worker before the driver
+fetched it), then pruned; files of jobs that never came back go after a week.
 
 The files live in a private folder (mode 0700, checked) under the node's temporary
 directory, or ``$MATRIS_FLOWS_SCRATCH``; they hold documents as JSON, decoded by their
@@ -32,8 +33,11 @@ from matris_flows.relax.schemas import RelaxationDocument, RelaxTrajectory
 logger = logging.getLogger(__name__)
 
 SCRATCH_ENV = "MATRIS_FLOWS_SCRATCH"
-# A job's file goes when the job returns; one whose job never came back (the campaign was
-# abandoned, or Dask recomputed a result lost with its worker elsewhere) goes after this long.
+# A job that returns marks its file done rather than deleting it: Dask recomputes a result
+# that was lost with its worker before the driver fetched it, and that rerun reuses the file.
+# Done files go after an hour; files of jobs that never came back (an abandoned campaign) after a week.
+_DONE_SUFFIX = ".done"
+_DONE_KEPT_S = 3600
 _STALE_AFTER_S = 7 * 24 * 3600
 
 
@@ -57,9 +61,10 @@ def progress_directory() -> Path | None:
 
 def _forget_stale(folder: Path) -> None:
     now = time.time()
-    for path in folder.glob("*.jsonl"):
+    for path in folder.glob("*.jsonl*"):
+        kept = _DONE_KEPT_S if path.name.endswith(_DONE_SUFFIX) else _STALE_AFTER_S
         with contextlib.suppress(OSError):
-            if now - path.stat().st_mtime > _STALE_AFTER_S:
+            if now - path.stat().st_mtime > kept:
                 path.unlink()
 
 
@@ -88,6 +93,10 @@ class ChunkProgress:
     def load(self) -> dict[str, tuple[RelaxationDocument, RelaxTrajectory | None]]:
         """Finished relaxations by candidate id; a line cut short by a kill is ignored."""
         done: dict[str, tuple[RelaxationDocument, RelaxTrajectory | None]] = {}
+        finished = self.path.with_name(self.path.name + _DONE_SUFFIX)
+        if finished.exists() and not self.path.exists():  # the job returned, but its result was lost: recomputed
+            with contextlib.suppress(OSError):
+                finished.rename(self.path)
         if not self.path.exists():
             return done
         for line in self.path.read_text().splitlines():
@@ -117,6 +126,6 @@ class ChunkProgress:
             os.close(fd)
 
     def remove(self) -> None:
-        """Forget the progress (the job is returning its output)."""
+        """Mark the progress done (the job is returning its output); kept an hour for a recomputation, then pruned."""
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            self.path.replace(self.path.with_name(self.path.name + _DONE_SUFFIX))

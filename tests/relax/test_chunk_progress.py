@@ -68,7 +68,8 @@ def test_a_killed_job_reuses_the_relaxations_it_had_finished(tmp_path):
     by_id = {candidate: wall for candidate, wall, _ in documents}
     for doc in recorded:  # reused as recorded, not relaxed again (a new run would time it anew)
         assert by_id[doc["candidate_id"]] == doc["wall_time_s"]
-    assert _progress_file(tmp_path) is None  # forgotten once the job returned
+    assert _progress_file(tmp_path) is None  # marked done once the job returned
+    assert len(list((tmp_path / "relax-progress").glob(f"{JOB_UUID}-1-*.jsonl.done"))) == 1
 
 
 def test_progress_file_round_trip_and_a_cut_line_is_ignored(tmp_path, monkeypatch):
@@ -108,3 +109,19 @@ def test_a_new_scratch_root_is_created_private(monkeypatch, tmp_path):
     folder = progress_directory()
     assert folder == tmp_path / "fresh" / "scratch" / "relax-progress"
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_returned_job_recomputed_by_dask_reuses_its_done_file(tmp_path, monkeypatch):
+    """Dask recomputes a finished task whose result died with its worker: the done file serves it."""
+    from matris_flows.relax.isolated import relax_chunk
+    from matris_flows.relax.schemas import RelaxSettings
+    from matris_flows.testing.synthetic import chain_structure
+
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path))
+    documents, _ = relax_chunk([chain_structure((1, 1), ("Cu", "Ni"))], ["cand-x"], "ase.calculators.emt:EMT",
+                               RelaxSettings(engine="ase", isolate=False))
+    progress = ChunkProgress(progress_directory() / "job-1-abc.jsonl")
+    progress.record(documents[0], None)
+    progress.remove()
+    assert not progress.path.exists()
+    assert list(ChunkProgress(progress.path).load()) == ["cand-x"]
