@@ -6,6 +6,7 @@ import numpy as np
 from ase.data import covalent_radii
 from pymatgen.core import Structure
 
+from matris_flows.core.validity import native_input_problem
 from matris_flows.relax.schemas import RelaxSettings
 
 
@@ -20,10 +21,10 @@ def input_problem(structure: Structure, unsupported: list[str], settings: RelaxS
         return "partial occupancies: order the structure before relaxing it"
     if unsupported:
         return f"elements not supported by the potential: {', '.join(unsupported)}"
-    if not np.all(np.isfinite(structure.cart_coords)) or not np.all(np.isfinite(structure.lattice.matrix)):
-        return "non-finite coordinates or lattice"
-    if structure.volume <= 1e-6:
-        return "degenerate cell (zero volume)"
+    # non-finite numbers, a singular cell, non-elements: what native code must never see
+    problem = native_input_problem(structure)
+    if problem is not None:
+        return problem
     # Periodic images count: one atom in a tiny cell overlaps its own image.
     closest = min_distance(structure, settings.min_distance)
     if closest < settings.min_distance:

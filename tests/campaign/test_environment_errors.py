@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlite_damage import overwrite_index_page
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,13 +112,7 @@ def test_random_bytes_in_the_database_are_found_when_it_is_opened(command, campa
     """A page no command reads (an index of the candidates, mid-file) overwritten: before the check
     ``query``, ``status`` and ``resume`` all exited 0 on the damaged file."""
     path = database(campaign)
-    with sqlite3.connect(path) as conn:
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        (page,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'candidates::duplicate_of'").fetchone()
-    conn.close()
-    with open(path, "r+b") as handle:
-        handle.seek((page - 1) * page_size)
-        handle.write(os.urandom(page_size))
+    overwrite_index_page(path, "candidates::duplicate_of")
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() != [("ok",)]

@@ -15,6 +15,7 @@ import pytest
 from jobflow import Flow, JobStore, job, run_locally
 from maggma.stores import MemoryStore
 from pymongo.errors import DuplicateKeyError
+from sqlite_damage import overwrite_index_page
 
 from matris_flows.sqlite_store import SQLiteStore
 
@@ -577,8 +578,6 @@ def test_a_full_database_is_a_database_file_error_and_the_store_stays_usable(tmp
 
 def test_a_damaged_collection_is_found_when_a_store_opens_it(tmp_path):
     """quick_check of the collection's table and indexes at connect: an index page no query reads is damaged."""
-    import os
-    import sqlite3
 
     from matris_flows.sqlite_store import DatabaseFileError
 
@@ -592,13 +591,7 @@ def test_a_damaged_collection_is_found_when_a_store_opens_it(tmp_path):
     other.update({"task_id": 1})
     store.close()
     other.close()
-    conn = sqlite3.connect(path)
-    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    (page,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'docs::chemsys'").fetchone()
-    conn.close()
-    with open(path, "r+b") as handle:
-        handle.seek((page - 1) * page_size)
-        handle.write(os.urandom(page_size))
+    overwrite_index_page(path, "docs::chemsys")
 
     with pytest.raises(DatabaseFileError, match="quick_check of docs") as raised:
         SQLiteStore("docs", str(path)).connect()
