@@ -178,10 +178,29 @@ class Sandbox:
         Raises :class:`IsolatedFailure` when the child dies, passes ``timeout_s`` seconds or
         the memory limit; the child is then gone and the next call starts a new one.
         """
+        reply = self._begin(fn, args, kwargs, streaming=False)
+        if reply is None:
+            reply = self._wait_for_reply(timeout_s)
+        return _unpack_final(reply)
+
+    def stream(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Stream:
+        """Start ``fn(channel, *args, **kwargs)`` in the child and talk to it while it runs.
+
+        ``fn`` gets a :class:`Channel` to receive what :meth:`Stream.send` sends and to send
+        messages back; the stream ends when ``fn`` returns. Death and memory are watched as
+        for :meth:`call`; deadlines are the caller's (``Stream.receive`` only waits).
+        """
+        reply = self._begin(fn, args, kwargs, streaming=True)
+        if reply is not None:  # the call could not even be unpickled
+            _unpack_final(reply)
+        return Stream(self)
+
+    def _begin(self, fn, args, kwargs, streaming: bool) -> bytes | None:
+        """Send a call and wait until the child has loaded it; the child's reply if it could not."""
         if not self.alive:
             self.close()
             self._start()
-        payload = pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps((fn, args, kwargs, streaming), protocol=pickle.HIGHEST_PROTOCOL)
         try:
             _write_message(self._to_child, payload)
         except OSError:  # the child died between calls
@@ -189,22 +208,15 @@ class Sandbox:
             self.close()
             raise failure from None
         loaded = self._wait_for_reply(_LOAD_TIMEOUT_S, what="start and load the call")
-        if loaded != _LOADED:  # the call could not even be unpickled: its error is the reply
-            reply = loaded
-        else:
-            reply = self._wait_for_reply(timeout_s)
-        status, value = pickle.loads(reply)
-        if status == "ok":
-            return value
-        if status == "raised":
-            raise value
-        raise IsolatedError(value)
+        return None if loaded == _LOADED else loaded
 
-    def _wait_for_reply(self, timeout_s: float | None, what: str = "finish") -> bytes:
+    def _wait_for_reply(self, timeout_s: float | None, what: str = "finish", kill: bool = True) -> bytes | None:
+        """The child's next message; on passing ``timeout_s``, kill it (or, without ``kill``, return None)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         process = self._process
         while True:
-            ready, _, _ = select.select([self._from_child], [], [], _POLL_S)
+            wait = _POLL_S if deadline is None else max(0.0, min(_POLL_S, deadline - time.monotonic()))
+            ready, _, _ = select.select([self._from_child], [], [], wait)
             if ready:
                 reply = _read_message(self._from_child)
                 if reply is not None:
@@ -216,9 +228,6 @@ class Sandbox:
                 failure = self._failure_after_death()
                 self.close()
                 raise failure
-            if deadline is not None and time.monotonic() > deadline:
-                self.close()
-                raise IsolatedFailure(f"did not {what} within {timeout_s:.0f} s: the process was killed", "timeout")
             if self.memory_limit is not None:
                 rss = _rss_bytes(process.pid)
                 if rss is not None and rss > self.memory_limit:
@@ -227,6 +236,11 @@ class Sandbox:
                         f"memory use passed the limit of {self.memory_limit / 2**30:.1f} GiB "
                         f"({rss / 2**30:.1f} GiB): the process was killed", "memory",
                     )
+            if deadline is not None and time.monotonic() >= deadline:
+                if not kill:
+                    return None
+                self.close()
+                raise IsolatedFailure(f"did not {what} within {timeout_s:.0f} s: the process was killed", "timeout")
 
     def _failure_after_death(self) -> IsolatedFailure:
         process = self._process
@@ -239,6 +253,75 @@ class Sandbox:
             hint = " (killed: out of memory, or by a signal from outside)" if kill_by_oom else ""
             return IsolatedFailure(f"the worker process died with signal {-code} ({_signal_name(-code)}){hint}", "died")
         return IsolatedFailure(f"the worker process exited with code {code}", "died")
+
+
+def _unpack_final(reply: bytes) -> Any:
+    status, value = pickle.loads(reply)
+    if status == "ok":
+        return value
+    if status == "raised":
+        raise value
+    raise IsolatedError(value)
+
+
+class StreamEnded(Exception):
+    """The streaming call returned; ``value`` is what it returned."""
+
+    def __init__(self, value: Any):
+        super().__init__("the streaming call returned")
+        self.value = value
+
+
+class Stream:
+    """The parent's end of a streaming call (:meth:`Sandbox.stream`)."""
+
+    def __init__(self, box: Sandbox):
+        self.box = box
+
+    def send(self, message: Any) -> None:
+        """Pickle ``message`` to the running call; raises :class:`IsolatedFailure` if the child is gone."""
+        try:
+            _write_message(self.box._to_child, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        except (OSError, TypeError):  # the child died (its pipe is closed, or was closed by us)
+            failure = self.box._failure_after_death()
+            self.box.close()
+            raise failure from None
+
+    def receive(self, timeout_s: float) -> Any | None:
+        """The call's next message, or None after ``timeout_s`` without one.
+
+        Raises :class:`IsolatedFailure` if the child died or passed the memory limit, and
+        :class:`StreamEnded` (or the call's exception) when the call returned.
+        """
+        reply = self.box._wait_for_reply(timeout_s, kill=False)
+        if reply is None:
+            return None
+        kind, value = pickle.loads(reply)
+        if kind == "message":
+            return value
+        raise StreamEnded(_unpack_final(reply))
+
+
+class Channel:
+    """The child's end of a streaming call: what the parent sends, and a way to answer."""
+
+    def __init__(self, request_fd: int, reply_fd: int):
+        self._request_fd = request_fd
+        self._reply_fd = reply_fd
+
+    def receive(self, timeout_s: float | None = 0.0) -> Any | None:
+        """The parent's next message; None after ``timeout_s`` (None: wait). Raises EOFError when the parent is gone."""
+        ready, _, _ = select.select([self._request_fd], [], [], timeout_s)
+        if not ready:
+            return None
+        message = _read_message(self._request_fd)
+        if message is None:
+            raise EOFError("the parent closed the stream")
+        return pickle.loads(message)
+
+    def send(self, message: Any) -> None:
+        """Send ``message`` (picklable) to the parent."""
+        _write_message(self._reply_fd, pickle.dumps(("message", message), protocol=pickle.HIGHEST_PROTOCOL))
 
 
 # -- one child per thread -------------------------------------------------------------
@@ -361,13 +444,17 @@ def serve(request_fd: int, reply_fd: int) -> None:
         if message is None:
             return  # the parent closed the pipe
         try:
-            fn, args, kwargs = pickle.loads(message)
+            fn, args, kwargs, streaming = pickle.loads(message)
         except Exception as exc:  # noqa: BLE001 - every exception goes back to the caller
             reply = ("raised", exc)
         else:
             _write_message(reply_fd, _LOADED)  # the parent's clock for this call starts now
             try:
+                if streaming:
+                    args = (Channel(request_fd, reply_fd), *args)
                 reply = ("ok", fn(*args, **kwargs))
+            except EOFError:
+                return  # the parent closed the stream: nobody to answer
             except Exception as exc:  # noqa: BLE001
                 reply = ("raised", exc)
         try:

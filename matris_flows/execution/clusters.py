@@ -1,8 +1,9 @@
 """Dask clusters for running flows: a local default, an existing scheduler, SLURM, PBS.
 
-Each Dask worker is one process running one task at a time (``threads_per_worker=1``)
-so a potential, cached per process by its loader, is loaded once per worker and
-reused by every job the worker runs.  Native thread pools are pinned so that
+Each Dask worker is one process running ``threads_per_worker`` tasks at once; its
+relaxation jobs share one relaxation service (:mod:`matris_flows.relax.service`), so a
+potential is loaded once per worker and one in-flight batch is fed by every relaxation
+job the worker runs.  Native thread pools are pinned so that
 workers x threads <= cores: through the worker environment (before numpy/torch are
 imported there) and through :class:`PinThreadsPlugin` for torch.
 """

@@ -27,7 +27,11 @@ class ExecutionProfile(BaseModel):
         "or batch jobs to start (slurm/pbs; default 1).",
     )
     threads_per_worker: int = Field(
-        1, ge=1, description="Tasks a worker runs at once; 1 keeps one model per task."
+        2,
+        ge=1,
+        description="Tasks a worker runs at once. The relaxation jobs on a worker share one model and one in-flight "
+        "batch (its relaxation service), so a second task keeps that batch fed across chunk boundaries; native threads "
+        "are pinned per worker process (torch_threads), not per task.",
     )
     torch_threads: int | None = Field(
         None,

@@ -11,6 +11,8 @@ Inference needs neither the second pass nor the double-backward graph; the energ
 are the same and forces/stresses agree to float32 rounding.
 """
 
+from time import perf_counter
+
 import torch
 from chgnet.model.model import BatchedGraph
 from pymatgen.core import Lattice, Structure
@@ -32,8 +34,12 @@ class CHGNetTorchSimModel(ModelInterface):
         # Forces need gradients with respect to positions only; frozen weights keep
         # autograd from saving inputs for weight gradients nobody asks for.
         model.requires_grad_(False)
+        # Seconds spent building CHGNet graphs (neighbour lists, bond/angle lists), read by
+        # the relaxation service's timings; CHGNet builds them on the CPU, per structure.
+        self.graph_seconds = 0.0
 
     def _graphs(self, state: SimState) -> list:
+        start_time = perf_counter()
         positions = state.positions.detach().cpu().double().numpy()
         cells = state.row_vector_cell.detach().cpu().double().numpy()
         numbers = state.atomic_numbers.cpu().numpy()
@@ -47,6 +53,7 @@ class CHGNetTorchSimModel(ModelInterface):
             )
             graphs.append(self.model.graph_converter(structure).to(self._device))
             start += count
+        self.graph_seconds += perf_counter() - start_time
         return graphs
 
     def predict_magmoms(self, state: SimState) -> dict[str, torch.Tensor]:

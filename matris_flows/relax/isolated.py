@@ -1,47 +1,35 @@
-"""Relax a chunk in a watched child process: a structure that crashes, hangs or blows up memory fails alone.
+"""Relax a chunk in watched child processes: a structure that crashes, hangs or blows up memory fails alone.
 
 The relaxation job's process (a Dask worker, or the driver with ``run_locally``) keeps
-nothing but the bookkeeping: the model is loaded and run in the child of
-:mod:`matris_flows.core.isolation`. A batched chunk goes in one call; if the child
-dies, passes its deadline or its memory limit, the chunk's structures are retried one per
-call, so the culprit is found and recorded as a FAILED document whose reason names what
-happened, and its chunk-mates are relaxed as usual. The per-structure engine runs one
-structure per call from the start.
+nothing but the bookkeeping. Its structures go to the process's relaxation service
+(:mod:`matris_flows.relax.service`: the model loaded once, one in-flight batch shared with
+the other relaxation jobs on the worker). If the service's child dies, passes a deadline
+or its memory limit, the structures it had in flight are retried one per call in this
+thread's own child (:mod:`matris_flows.core.isolation`), so the culprit is found and
+recorded as a FAILED document whose reason names what happened, and the others are
+relaxed as usual. Trajectories are recorded by the per-structure engine, one structure per
+call in this thread's child.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from pymatgen.core import Structure
 
 from matris_flows.core.ids import candidate_id
 from matris_flows.core.isolation import IsolatedFailure, ItemFailure, map_isolated, sandbox, worker_memory_limit
 from matris_flows.potentials.loader import load_potential
-from matris_flows.potentials.naming import PotentialInfo
-from matris_flows.relax.defaults import resolve_settings
+from matris_flows.relax.defaults import relax_timeout, resolve_settings
 from matris_flows.relax.documents import failed_document
 from matris_flows.relax.engine import choose_engine, relax_with_trajectories
 from matris_flows.relax.progress import ChunkProgress, settings_fingerprint
-from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings, RelaxTrajectory
-
-# Default per-structure limit (RelaxSettings.timeout_s): a floor for model loading and
-# short runs, plus a per atom-step allowance ~3x MatRIS-10M's measured 0.06 s on one CPU core.
-_TIMEOUT_FLOOR_S = 300.0
-_TIMEOUT_PER_ATOM_STEP_S = 0.2
-
-
-class RelaxPlan(BaseModel):
-    """What the child decided once the potential was loaded: engine, resolved settings, model info."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    engine: str = Field(description="'ase' (one structure per call) or 'torchsim' (the chunk in one batched call).")
-    settings: RelaxSettings = Field(description="Settings with the potential's defaults filled in.")
-    potential: PotentialInfo = Field(description="The loaded model's identity, for documents of failed structures.")
+from matris_flows.relax.schemas import RelaxationDocument, RelaxJobTimings, RelaxPlan, RelaxSettings, RelaxTrajectory
+from matris_flows.relax.service import Suspect, relax_through_service, relaxation_service
 
 
 def plan_relaxation(
@@ -73,17 +61,19 @@ def relax_items(
     return [(document, by_id.get(document.candidate_id)) for document in documents]
 
 
-def relax_timeout(settings: RelaxSettings, n_atoms: int) -> float:
-    """Wall-time limit of one isolated call relaxing ``n_atoms`` atoms in all (see ``RelaxSettings.timeout_s``)."""
-    if settings.timeout_s is not None:
-        return settings.timeout_s
-    return _TIMEOUT_FLOOR_S + _TIMEOUT_PER_ATOM_STEP_S * n_atoms * (settings.max_steps or 500)
-
-
 def _call_timeout(settings: RelaxSettings, items: Sequence[tuple[Structure, str]]) -> float:
     if settings.timeout_s is not None:  # a limit per structure: a batch may take as long as its members in turn
         return settings.timeout_s * len(items)
     return relax_timeout(settings, sum(len(s) for s, _ in items))
+
+
+@dataclass
+class ChunkResult:
+    """What relaxing a chunk gives: one document per structure, trajectories if asked, where the time went."""
+
+    documents: list[RelaxationDocument]
+    trajectories: list[RelaxTrajectory] | None
+    timings: RelaxJobTimings | None = None
 
 
 def relax_chunk(
@@ -94,54 +84,79 @@ def relax_chunk(
     device: str = "auto",
     potential_options: dict[str, Any] | None = None,
     keep_trajectories: bool = False,
-) -> tuple[list[RelaxationDocument], list[RelaxTrajectory] | None]:
-    """Relax a chunk, isolated in a child process unless ``settings.isolate`` is off.
+) -> ChunkResult:
+    """Relax a chunk, isolated in child processes unless ``settings.isolate`` is off.
 
     Returns one document per structure (input order) and, with ``keep_trajectories``, the
     trajectories. A structure whose call killed, hung or overfilled the child gets a FAILED
     document saying so; every other structure's result is what the engine gives in-process.
     """
+    start = time.perf_counter()
     options = dict(potential_options or {})
     ids = list(candidate_ids) if candidate_ids is not None else [candidate_id(s) for s in structures]
     if not settings.isolate:
         model = load_potential(potential, device=device, **options)
-        return relax_with_trajectories(structures, model, settings, ids, keep_trajectories=keep_trajectories)
+        return ChunkResult(*relax_with_trajectories(structures, model, settings, ids, keep_trajectories=keep_trajectories))
 
-    with sandbox(worker_memory_limit()) as box:
-        try:
-            plan = box.call(plan_relaxation, potential, device, options, settings, keep_trajectories)
-        except IsolatedFailure as failure:  # no structure involved: the potential itself cannot load
-            raise RuntimeError(f"loading potential {potential!r}: {failure.reason}") from None
-        items = list(zip(structures, ids, strict=True))
-        # a rerun of this job (its worker was lost) takes up where the last run stopped
-        progress = ChunkProgress.for_current_job(
-            settings_fingerprint(potential, device, options, plan.settings.model_dump(mode="json"), keep_trajectories)
-        )
-        finished = progress.load() if progress is not None else {}
-        todo = [k for k, (_, structure_id) in enumerate(items) if structure_id not in finished]
+    memory_limit = worker_memory_limit()
+    service = None
+    if keep_trajectories:  # frames come from the per-structure engine, one structure per call
+        with sandbox(memory_limit) as box:
+            try:
+                plan = box.call(plan_relaxation, potential, device, options, settings, keep_trajectories)
+            except IsolatedFailure as failure:  # no structure involved: the potential itself cannot load
+                raise RuntimeError(f"loading potential {potential!r}: {failure.reason}") from None
+    else:
+        service = relaxation_service(potential, device, options, settings, memory_limit)
+        plan = service.wait_ready()
+    items = list(zip(structures, ids, strict=True))
+    # a rerun of this job (its worker was lost) takes up where the last run stopped
+    progress = ChunkProgress.for_current_job(
+        settings_fingerprint(potential, device, options, plan.settings.model_dump(mode="json"), keep_trajectories)
+    )
+    finished = progress.load() if progress is not None else {}
+    todo = [k for k, (_, structure_id) in enumerate(items) if structure_id not in finished]
+    suspects: list[int] = []
 
-        def outcome(position: int, result: Any) -> None:
-            structure, structure_id = items[todo[position]]
-            if isinstance(result, ItemFailure):
-                result = (_failed(structure, structure_id, result, plan), None)
-            finished[structure_id] = result
-            if progress is not None:
-                progress.record(*result)
+    def outcome(position: int, result: Any, among: list[int] = todo) -> None:
+        if isinstance(result, Suspect):  # in flight with others when the service failed
+            suspects.append(among[position])
+            return
+        structure, structure_id = items[among[position]]
+        if isinstance(result, ItemFailure):
+            result = (_failed(structure, structure_id, result, plan), None)
+        elif isinstance(result, RelaxationDocument):
+            result = (result, None)
+        finished[structure_id] = result
+        if progress is not None:
+            progress.record(*result)
 
+    n_stolen = 0
+    if service is not None:
+        n_stolen = relax_through_service(service, [items[k] for k in todo], outcome)
+    alone = todo if service is None else sorted(suspects)
+    if alone:
         call = partial(
             relax_items, potential=potential, device=device, options=options, settings=plan.settings,
             engine=plan.engine, keep_trajectories=keep_trajectories,
         )
-        map_isolated(
-            box, call, [items[k] for k in todo], timeout_s=partial(_call_timeout, plan.settings),
-            together=plan.engine == "torchsim", on_result=outcome,
-        )
+        with sandbox(memory_limit) as box:
+            map_isolated(
+                box, call, [items[k] for k in alone], timeout_s=partial(_call_timeout, plan.settings),
+                together=False, on_result=partial(outcome, among=alone),
+            )
 
     documents = [finished[structure_id][0] for _, structure_id in items]
     trajectories = [finished[structure_id][1] for _, structure_id in items if finished[structure_id][1] is not None]
     if progress is not None:
         progress.remove()
-    return documents, (trajectories if keep_trajectories else None)
+    timings = RelaxJobTimings(
+        wall_s=time.perf_counter() - start,
+        service=service.stats if service is not None else None,
+        n_stolen=n_stolen,
+        n_retried_alone=len(suspects),
+    )
+    return ChunkResult(documents, trajectories if keep_trajectories else None, timings)
 
 
 def _failed(structure: Structure, structure_id: str, failure: ItemFailure, plan: RelaxPlan) -> RelaxationDocument:

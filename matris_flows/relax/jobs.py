@@ -54,15 +54,17 @@ class RelaxMaker(Maker):
         Isolated in a child process (``settings.isolate``): a structure that kills, hangs or
         overfills it gets a FAILED document naming what happened; the others are relaxed.
         """
-        documents, trajectories = relax_chunk(
+        result = relax_chunk(
             structures, candidate_ids, self.potential, self.settings, self.device, self.potential_options,
             keep_trajectories=self.store_trajectories,
         )
+        documents = result.documents
         for document in documents:
             document.trajectory_stored = self.store_trajectories and document.status is not RelaxStatus.FAILED
         return RelaxBatchOutput(
             documents=documents,
-            trajectories=trajectories,
+            trajectories=result.trajectories,
+            timings=result.timings,
             n_converged=sum(d.status is RelaxStatus.CONVERGED for d in documents),
             n_failed=sum(d.status is RelaxStatus.FAILED for d in documents),
         )

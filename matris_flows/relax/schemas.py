@@ -152,6 +152,51 @@ class RelaxTrajectory(BaseModel):
     positions: list[list[list[float]]] = Field(description="Cartesian positions per frame, Å.")
 
 
+class RelaxPlan(BaseModel):
+    """What a relaxation process decided once the potential was loaded: engine, resolved settings, model info."""
+
+    engine: str = Field(description="'ase' (one structure at a time) or 'torchsim' (in-flight batches).")
+    settings: RelaxSettings = Field(description="Settings with the potential's defaults filled in.")
+    potential: PotentialInfo = Field(description="The loaded model's identity, for documents of failed structures.")
+
+
+class RelaxServiceStats(BaseModel):
+    """Where a worker's relaxation service spent its time, cumulated since it started.
+
+    One service (a child process holding the model) runs per worker process and relaxes the
+    structures of every relaxation job on that worker; each job's output carries the
+    snapshot taken when its last structure finished, so the newest snapshot per ``worker``
+    describes the whole run of that service.
+    """
+
+    worker: str = Field(description="host:pid of the service's process.")
+    engine: str = Field(description="'torchsim' (in-flight batch) or 'ase' (one structure at a time).")
+    started_at: float = Field(description="When the service started (Unix time, s).")
+    snapshot_at: float = Field(description="When these figures were taken (Unix time, s).")
+    load_s: float = Field(0.0, description="Loading the potential, s.")
+    model_s: float = Field(0.0, description="Model calls (graph building, forward and backward pass), s.")
+    graph_s: float = Field(0.0, description="Part of model_s spent building neighbour lists/graphs, s (where the model reports it).")
+    optimizer_s: float = Field(0.0, description="Optimizer and cell-filter updates and convergence checks, s.")
+    batching_s: float = Field(0.0, description="Adding structures to and removing them from the in-flight batch, s.")
+    documents_s: float = Field(0.0, description="Building the result documents (final magnetic moments, checks), s.")
+    idle_s: float = Field(0.0, description="Waiting for structures with nothing in flight, s.")
+    n_calls: int = Field(0, description="Model calls made.")
+    atoms_in_calls: int = Field(0, description="Sum over model calls of the atoms in the call.")
+    structures_in_calls: int = Field(0, description="Sum over model calls of the structures in the call.")
+    max_structures_in_call: int = Field(0, description="Most structures one model call held.")
+    atoms_cap: int = Field(0, description="Most atoms one model call may hold (the batch's capacity).")
+    n_structures: int = Field(0, description="Structures finished by the service.")
+
+
+class RelaxJobTimings(BaseModel):
+    """What one relaxation job waited for and where its structures ran."""
+
+    wall_s: float = Field(description="The job's wall time, s.")
+    service: RelaxServiceStats | None = Field(None, description="The worker's relaxation service after this job's last structure.")
+    n_stolen: int = Field(0, description="Structures of this job relaxed by another worker's service (tail work-stealing).")
+    n_retried_alone: int = Field(0, description="Structures retried one per call after the service failed with them in flight.")
+
+
 class RelaxBatchOutput(BaseModel):
     """Output of one relaxation job: a chunk of candidates."""
 
@@ -161,3 +206,5 @@ class RelaxBatchOutput(BaseModel):
     )
     n_converged: int = Field(0, description="How many converged.")
     n_failed: int = Field(0, description="How many failed.")
+    timings: RelaxJobTimings | None = Field(None, description="Where the job's time went (None for jobs run without the service).")
+

@@ -48,6 +48,28 @@ def _chunks_by_atoms(structures: list, max_atoms: int) -> list[list[int]]:
     return [*chunks, current] if current else chunks
 
 
+class Optimizer:
+    """TorchSim's counterpart of the ASE optimizer, cell filter and convergence rule in ``settings``."""
+
+    def __init__(self, settings: RelaxSettings, ts):
+        self.init_fn, step_fn = ts.OPTIM_REGISTRY[getattr(ts.Optimizer, _OPTIMIZERS[settings.optimizer])]
+        self.init_kwargs = {"cell_filter": getattr(ts.CellFilter, _FILTERS[settings.cell_filter])} if settings.relax_cell else {}
+        step_kwargs = {"fire_flavor": "ase_fire"} if settings.optimizer == "FIRE" else {}
+        if settings.optimizer == "FIRE":
+            self.init_kwargs["fire_flavor"] = "ase_fire"
+        self._step_fn, self._step_kwargs = step_fn, step_kwargs
+        # forces through the cell filter, as ASE judges convergence
+        self.converged = ts.generate_force_convergence_fn(force_tol=settings.fmax, include_cell_forces=settings.relax_cell)
+
+    def init(self, state, model):
+        """The optimizer state of ``state`` (one model call)."""
+        return self.init_fn(state, model, **self.init_kwargs)
+
+    def step(self, state, model):
+        """One optimizer step of every system in ``state`` (one model call)."""
+        return self._step_fn(state=state, model=model, **self._step_kwargs)
+
+
 def relax_batch(
     structures: list[Structure],
     candidate_ids: list[str],
@@ -66,41 +88,54 @@ def relax_batch(
     model = potential.batched_model()
     start = perf_counter()
     if max_atoms_per_batch is None:
-        max_atoms_per_batch = _atoms_cap(structures, potential, model, ts)
-    init_fn, step_fn = ts.OPTIM_REGISTRY[getattr(ts.Optimizer, _OPTIMIZERS[settings.optimizer])]
-    init_kwargs = {"cell_filter": getattr(ts.CellFilter, _FILTERS[settings.cell_filter])} if settings.relax_cell else {}
-    step_kwargs = {"fire_flavor": "ase_fire"} if settings.optimizer == "FIRE" else {}
-    if settings.optimizer == "FIRE":
-        init_kwargs["fire_flavor"] = "ase_fire"
-
+        max_atoms_per_batch = atoms_cap_for(structures, potential, model, ts)
+    optimizer = Optimizer(settings, ts)
     states = [
-        init_fn(ts.io.structures_to_state([structures[i] for i in chunk], model.device, model.dtype), model, **init_kwargs)
+        optimizer.init(ts.io.structures_to_state([structures[i] for i in chunk], model.device, model.dtype), model)
         for chunk in _chunks_by_atoms(structures, max_atoms_per_batch)
     ]
     batcher = InFlightAutoBatcher(model, memory_scales_with="n_atoms", max_memory_scaler=max_atoms_per_batch)
     batcher.load_states(ts.concatenate_states(states))
     steps = torch.zeros(len(structures), dtype=torch.long)
     converged = torch.zeros(len(structures), dtype=torch.bool)
-    converged_fn = ts.generate_force_convergence_fn(force_tol=settings.fmax, include_cell_forces=settings.relax_cell)
     finished = []
     state, _ = batcher.next_batch(None, None)
     while state is not None:
         index = torch.as_tensor(batcher.current_idx)
-        done = converged_fn(state, None).cpu()
+        done = optimizer.converged(state, None).cpu()
         converged[index] = done
         state, completed = batcher.next_batch(state, done | (steps[index] >= settings.max_steps))
         finished.extend(completed)
         if state is None:
             break
-        state = step_fn(state=state, model=model, **step_kwargs)
+        state = optimizer.step(state, model)
         steps[torch.as_tensor(batcher.current_idx)] += 1
     final = ts.concatenate_states(batcher.restore_original_order(finished))
-
-    magmoms = _final_magmoms(final, model, potential, max_atoms_per_batch)
     elapsed = (perf_counter() - start) / len(structures)  # shared model calls: split evenly
+    return documents_from_state(
+        final, structures, candidate_ids, converged.tolist(), steps.tolist(), [elapsed] * len(structures),
+        potential, settings, max_atoms_per_batch,
+    )
+
+
+def documents_from_state(
+    final,
+    structures: list[Structure],
+    candidate_ids: list[str],
+    converged: list[bool],
+    steps: list[int],
+    wall_times: list[float],
+    potential: Potential,
+    settings: RelaxSettings,
+    max_atoms_per_batch: int,
+) -> list[RelaxationDocument]:
+    """The documents of the relaxed systems of ``final`` (a TorchSim state, one system per structure, in order)."""
+    ts = import_torch_sim()
+    magmoms = _final_magmoms(final, potential.batched_model(), potential, max_atoms_per_batch)
     documents = []
+    bounds = [0, *final.n_atoms_per_system.cumsum(0).tolist()]
     for i, (structure, relaxed) in enumerate(zip(structures, ts.io.state_to_structures(final), strict=True)):
-        atoms = slice(int(final.n_atoms_per_system[:i].sum()), int(final.n_atoms_per_system[: i + 1].sum()))
+        atoms = slice(bounds[i], bounds[i + 1])
         documents.append(
             finished_document(
                 candidate_ids[i], structure, relaxed,
@@ -110,7 +145,7 @@ def relax_batch(
                 magmoms=None if magmoms is None else magmoms[atoms],
                 converged=bool(converged[i]),
                 n_steps=int(steps[i]),
-                wall_time_s=elapsed,
+                wall_time_s=wall_times[i],
                 potential=potential,
                 settings=settings,
                 engine=ENGINE,
@@ -119,8 +154,8 @@ def relax_batch(
     return documents
 
 
-def _atoms_cap(structures: list[Structure], potential: Potential, model, ts) -> int:
-    """Memory-sized cap on atoms per call; on CUDA probed with the first few cells."""
+def atoms_cap_for(structures: list[Structure], potential: Potential, model, ts) -> int:
+    """Memory-sized cap on atoms per batched call; on CUDA probed with the first few of ``structures``."""
     kind = "matris" if potential.spec.is_matris else potential.spec.kind.value
     probe = None
     if str(model.device).startswith("cuda"):

@@ -79,7 +79,7 @@ def test_progress_file_round_trip_and_a_cut_line_is_ignored(tmp_path, monkeypatc
 
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path))
     structure = chain_structure((1, 1), ("Cu", "Ni"))
-    documents, _ = relax_chunk([structure], ["cand-x"], "ase.calculators.emt:EMT", RelaxSettings(engine="ase", isolate=False))
+    documents = relax_chunk([structure], ["cand-x"], "ase.calculators.emt:EMT", RelaxSettings(engine="ase", isolate=False)).documents
     progress = ChunkProgress(progress_directory() / "some-job.jsonl")
     progress.record(documents[0], None)
     with open(progress.path, "a") as handle:
@@ -118,8 +118,8 @@ def test_a_returned_job_recomputed_by_dask_reuses_its_done_file(tmp_path, monkey
     from matris_flows.testing.synthetic import chain_structure
 
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path))
-    documents, _ = relax_chunk([chain_structure((1, 1), ("Cu", "Ni"))], ["cand-x"], "ase.calculators.emt:EMT",
-                               RelaxSettings(engine="ase", isolate=False))
+    documents = relax_chunk([chain_structure((1, 1), ("Cu", "Ni"))], ["cand-x"], "ase.calculators.emt:EMT",
+                            RelaxSettings(engine="ase", isolate=False)).documents
     progress = ChunkProgress(progress_directory() / "job-1-abc.jsonl")
     progress.record(documents[0], None)
     progress.remove()
