@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Sequence
+from time import perf_counter
 
 from pymatgen.core import Structure
 
@@ -20,13 +21,26 @@ logger = logging.getLogger(__name__)
 # Measured on 2 CPU cores (benchmarks/relax_throughput.py, 32 cells of 2-16 atoms): batched
 # CHGNet relaxed 3.1x faster than per-structure ASE in one process, its per-call overhead
 # dominating small cells. MatRIS-10M on CPU gains nothing from batching and needs GBs for it.
+# The table is the choice without structures to measure on (see measured_engine).
 _BATCHES_ON_CPU = {PotentialKind.CHGNET}
+# The per-structure engine must beat the batched one per atom by this much to be measured faster:
+# a margin against timing noise deciding between two engines that are about as fast.
+_ASE_MARGIN = 0.9
+_REPEATS = 3  # timed evaluations per engine; the fastest counts (the others met a busy core)
 
 
-def choose_engine(settings: RelaxSettings, potential: Potential) -> str:
+def _seconds(call) -> float:
+    start = perf_counter()
+    call()
+    return perf_counter() - start
+
+
+def choose_engine(settings: RelaxSettings, potential: Potential, sample: Sequence[Structure] = ()) -> str:
     """'torchsim' where batching pays and is supported, else 'ase'.
 
-    ``auto`` batches on GPUs, and on CPUs only for potentials measured to gain from it.
+    ``auto`` batches on GPUs. On CPUs, given ``sample`` structures (the first of a campaign's
+    queue), it times one model evaluation of them each way and takes the faster per atom
+    (:func:`measured_engine`); without, it batches the potentials measured to gain from it.
     """
     if settings.engine == "ase":
         return "ase"
@@ -35,8 +49,49 @@ def choose_engine(settings: RelaxSettings, potential: Potential) -> str:
         if not batched_ok:
             logger.warning("torchsim engine cannot run these settings/potential; using ase")
         return "torchsim" if batched_ok else "ase"
-    pays = potential.device.startswith("cuda") or potential.spec.kind in _BATCHES_ON_CPU
-    return "torchsim" if batched_ok and pays else "ase"
+    if not batched_ok:
+        return "ase"
+    if potential.device.startswith("cuda"):
+        return "torchsim"
+    if sample:
+        return measured_engine(potential, settings, sample)[0]
+    return "torchsim" if potential.spec.kind in _BATCHES_ON_CPU else "ase"
+
+
+def measured_engine(potential: Potential, settings: RelaxSettings, sample: Sequence[Structure]) -> tuple[str, dict[str, float]]:
+    """The faster engine on ``sample``, and each engine's seconds per atom of one energy/forces/stress evaluation.
+
+    The batched model evaluates the sample in one call, the ASE calculator one structure at
+    a time, each after a warm-up call; ``ase`` wins only if faster by more than the margin.
+    """
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from matris_flows.core.quiet import import_torch_sim
+
+    ts = import_torch_sim()
+    sample = [s for s in sample if not input_problem(s, potential.unsupported_elements([e.symbol for e in s.composition]), settings)]
+    if not sample:
+        return ("torchsim" if potential.spec.kind in _BATCHES_ON_CPU else "ase"), {}
+    n_atoms = sum(len(s) for s in sample)
+    model = potential.batched_model()
+    state = ts.io.structures_to_state(list(sample), model.device, model.dtype)
+    model(state)  # warm-up: first-call allocations and lazy initialisation
+    batched = min(_seconds(lambda: model(state)) for _ in range(_REPEATS)) / n_atoms
+    atoms = [AseAtomsAdaptor.get_atoms(s) for s in sample]
+    properties = ["energy", "forces", "stress"] if settings.relax_cell else ["energy", "forces"]
+    potential.calculator.calculate(atoms[0], properties)  # warm-up
+
+    def one_by_one() -> None:
+        for one in atoms:
+            potential.calculator.calculate(one, properties)
+
+    per_structure = min(_seconds(one_by_one) for _ in range(_REPEATS)) / n_atoms
+    potential.calculator.reset()
+    times = {"torchsim": batched, "ase": per_structure}
+    engine = "ase" if per_structure < _ASE_MARGIN * batched else "torchsim"
+    logger.info("engine %s by measurement on %d structures (%.2f ms/atom batched, %.2f ms/atom per structure)",
+                engine, len(sample), 1e3 * batched, 1e3 * per_structure)
+    return engine, times
 
 
 def relax_with_trajectories(

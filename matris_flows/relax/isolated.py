@@ -108,11 +108,10 @@ def relax_chunk(
                 raise RuntimeError(f"loading potential {potential!r}: {failure.reason}") from None
     else:
         service = relaxation_service(potential, device, options, settings, memory_limit)
-        plan = service.wait_ready()
     items = list(zip(structures, ids, strict=True))
     # a rerun of this job (its worker was lost) takes up where the last run stopped
     progress = ChunkProgress.for_current_job(
-        settings_fingerprint(potential, device, options, plan.settings.model_dump(mode="json"), keep_trajectories)
+        settings_fingerprint(potential, device, options, settings.model_dump(mode="json"), keep_trajectories)
     )
     finished = progress.load() if progress is not None else {}
     todo = [k for k, (_, structure_id) in enumerate(items) if structure_id not in finished]
@@ -124,7 +123,7 @@ def relax_chunk(
             return
         structure, structure_id = items[among[position]]
         if isinstance(result, ItemFailure):
-            result = (_failed(structure, structure_id, result, plan), None)
+            result = (_failed(structure, structure_id, result, plan if service is None else service.plan), None)
         elif isinstance(result, RelaxationDocument):
             result = (result, None)
         finished[structure_id] = result
@@ -136,6 +135,7 @@ def relax_chunk(
         n_stolen = relax_through_service(service, [items[k] for k in todo], outcome)
     alone = todo if service is None else sorted(suspects)
     if alone:
+        plan = plan if service is None else service.plan
         call = partial(
             relax_items, potential=potential, device=device, options=options, settings=plan.settings,
             engine=plan.engine, keep_trajectories=keep_trajectories,

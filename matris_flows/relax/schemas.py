@@ -37,7 +37,11 @@ class RelaxSettings(BaseModel):
     max_steps: int | None = Field(None, ge=0, description="Maximum number of optimizer steps; None: the potential's benchmark value.")
     fix_symmetry: bool = Field(False, description="Keep the input space group (ASE FixSymmetry).")
     symprec: float = Field(1e-3, gt=0, description="Symmetry tolerance for fix_symmetry, Å.")
-    engine: str = Field("auto", description="'ase' (per structure), 'torchsim' (batched) or 'auto'.")
+    engine: str = Field(
+        "auto",
+        description="'ase' (per structure), 'torchsim' (batched) or 'auto': batched on GPUs; on CPUs the faster of the two per "
+        "atom, timed on the first structures a worker's relaxation service receives.",
+    )
     min_distance: float = Field(0.5, gt=0, description="Interatomic distances below this (Å) fail the input.")
     max_volume_ratio: float = Field(
         3.0, gt=1, description="A relaxation whose volume changes by more than this factor is failed."

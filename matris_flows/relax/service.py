@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 _LOAD_TIMEOUT_S = 900.0  # loading a potential (a checkpoint download, a cold file system)
 _IDLE_CLOSE_S = 600.0  # a service without work this long gives its memory back
 _STEAL_CHECK_S = 5.0  # how often a waiting job looks for idle workers
+_SAMPLE_SIZE = 4  # structures the engine is measured on (engine: auto, CPU)
 
 
 # ------------------------------------------------------------------------------------
@@ -230,21 +231,28 @@ def serve_relaxations(channel: Channel, potential: str, device: str, options: di
     """The service's loop, in its child process: relax what the parent sends until it says 'close'.
 
     Parent → child: ``("add", [(key, structure, candidate_id), ...])``, ``("withdraw", [key, ...])``,
-    ``("close",)``. Child → parent: ``("ready", plan, stats)`` once, then ``("started", keys)``,
+    ``("close",)``. Child → parent: ``("ready", plan, stats)`` once (after the first structures
+    where the engine is chosen by measuring on them), then ``("started", keys)``,
     ``("done", [(key, document), ...], stats)`` and ``("withdrawn", keys)`` (the queued ones of
     those asked for).
     """
     started = time.time()
     model = load_potential(potential, device=device, **options)
     resolved = resolve_settings(settings, model.name)
-    engine = choose_engine(resolved, model)
+    pending: deque = deque()
+    sample: list[Structure] = []
+    if resolved.engine == "auto" and not model.device.startswith("cuda"):
+        while not pending:  # the engine is measured on the first structures of the queue
+            if not _take_messages(channel, pending, block=True):
+                return
+        sample = [item[1] for item in itertools.islice(pending, _SAMPLE_SIZE)]
+    engine = choose_engine(resolved, model, sample)
     stats = RelaxServiceStats(
         worker=f"{socket.gethostname()}:{os.getppid()}", engine=engine, started_at=started, snapshot_at=started,
         load_s=time.time() - started,
     )
     channel.send(("ready", _plan(engine, resolved, model), stats))
     batch = (_InFlightBatch if engine == "torchsim" else _OneAtATime)(model, resolved, stats)
-    pending: deque = deque()
 
     def send(message: Any) -> None:
         if message[0] == "done":  # the figures travel with the results they include
@@ -255,25 +263,33 @@ def serve_relaxations(channel: Channel, potential: str, device: str, options: di
     while True:
         idle = not pending and not batch.members
         wait_start = perf_counter()
-        message = channel.receive(None if idle else 0.0)
+        if not _take_messages(channel, pending, block=idle):
+            return
         if idle:
             stats.idle_s += perf_counter() - wait_start
-        while message is not None:
-            if message[0] == "close":
-                return
-            if message[0] == "add":
-                pending.extend(message[1])
-            elif message[0] == "withdraw":
-                wanted = set(message[1])
-                taken = [item[0] for item in pending if item[0] in wanted]
-                pending = deque(item for item in pending if item[0] not in wanted)
-                channel.send(("withdrawn", taken))
-            message = channel.receive(0.0)
         try:
             batch.admit(pending, send)
             batch.advance(send)
         except Exception as exc:  # noqa: BLE001 - a model/optimizer exception costs the batch its batching, not its results
             batch.fall_back(exc, send)
+
+
+def _take_messages(channel: Channel, pending: deque, block: bool) -> bool:
+    """Apply the parent's messages (waiting for one if ``block``); False once it said 'close'."""
+    message = channel.receive(None if block else 0.0)
+    while message is not None:
+        if message[0] == "close":
+            return False
+        if message[0] == "add":
+            pending.extend(message[1])
+        elif message[0] == "withdraw":
+            wanted = set(message[1])
+            taken = [item[0] for item in pending if item[0] in wanted]
+            for item in [item for item in pending if item[0] in wanted]:
+                pending.remove(item)
+            channel.send(("withdrawn", taken))
+        message = channel.receive(0.0)
+    return True
 
 
 def _plan(engine: str, settings: RelaxSettings, potential: Potential) -> RelaxPlan:
@@ -380,6 +396,11 @@ class RelaxationService:
                 self._on_close(self)
 
     def _await_ready(self, stream) -> None:
+        with self._lock:  # what is queued goes first: the engine may be measured on it
+            queued = [k for k in self._tickets if k not in self._in_flight]
+            self._queued.clear()
+        if queued:
+            self._send_items(stream, queued)
         deadline = time.monotonic() + _LOAD_TIMEOUT_S
         while True:
             message = stream.receive(max(0.0, deadline - time.monotonic()))
@@ -389,16 +410,16 @@ class RelaxationService:
             if message[0] == "ready":
                 self.plan, self.stats = message[1], message[2]
                 self._ready.set()
-                with self._lock:  # a fresh child after a failure: what was queued is sent again
-                    requeue = [k for k in self._tickets if k not in self._in_flight]
-                    self._queued.clear()
-                if requeue:
-                    self._send_items(stream, requeue)
                 return
+            if message[0] == "withdrawn":
+                self._handle(message)
 
     def _send_items(self, stream, keys: list[str]) -> None:
-        with self._lock:
-            items = [(k, self._tickets[k].structure, self._tickets[k].candidate_id) for k in keys if k in self._tickets]
+        with self._lock:  # each key once per child (a fresh child clears _queued)
+            items = [
+                (k, self._tickets[k].structure, self._tickets[k].candidate_id)
+                for k in keys if k in self._tickets and k not in self._queued and k not in self._in_flight
+            ]
             self._queued.update(k for k, _, _ in items)
         if items:
             stream.send(("add", items))
@@ -527,6 +548,7 @@ def relax_through_service(
     """
     outcomes: queue.Queue = queue.Queue()
     keys = service.submit(items, outcomes, range(len(items)))
+    service.wait_ready()  # raises if the potential does not load
     key_of = dict(zip(range(len(items)), keys, strict=True))
     remaining = set(range(len(items)))
     withdrawn: list[int] = []
@@ -620,7 +642,6 @@ def relax_on_worker(
     from matris_flows.core.isolation import worker_memory_limit
 
     service = relaxation_service(potential, device, options, settings, worker_memory_limit())
-    service.wait_ready()
     results: list[Any] = [None] * len(items)
 
     def keep(index: int, result: Any) -> None:

@@ -102,3 +102,19 @@ def test_queued_structures_go_to_an_idle_worker():
     plain = relax_structures(structures, POISON, settings, ids, device="cpu")
     for document, expected in zip(result.documents, plain, strict=True):
         assert document.energy_per_atom == pytest.approx(expected.energy_per_atom, abs=1e-8)
+
+
+def test_engine_auto_is_measured_on_the_first_structures_of_the_queue():
+    """On a CPU, ``engine: auto`` times both engines on the queue's first structures and keeps the faster."""
+    from matris_flows.potentials.loader import load_potential
+    from matris_flows.relax.defaults import resolve_settings
+    from matris_flows.relax.engine import _ASE_MARGIN, measured_engine
+
+    structures = _rattled_mp_structures(3)
+    potential = load_potential("chgnet", device="cpu")
+    engine, times = measured_engine(potential, resolve_settings(RelaxSettings(), potential.name), structures)
+    assert set(times) == {"torchsim", "ase"} and all(t > 0 for t in times.values())
+    assert engine == ("ase" if times["ase"] < _ASE_MARGIN * times["torchsim"] else "torchsim")
+
+    result = relax_chunk(structures, ["x0", "x1", "x2"], "chgnet", RelaxSettings(max_steps=5), device="cpu")
+    assert {d.engine for d in result.documents} == {result.timings.service.engine}
