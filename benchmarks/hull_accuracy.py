@@ -11,11 +11,15 @@ each structure is rattled (every site moved 0.05 Å in a random direction) and s
   drop them all before relaxation);
 - a plain loop: CHGNet ``StructOptimizer`` with the campaign's relax settings (fmax,
   max steps, read back from a candidate document) and one pymatgen ``PhaseDiagram`` of the
-  MP entries; CHGNet energies are on the MP2020 scale, so no correction is applied.
+  MP entries; CHGNet energies are on the MP2020 scale, so no correction is applied. It runs
+  in this process after the campaign, at default threads (nothing here pins them: the
+  campaign's workers pin their own through the execution profile; what Dask's nannies set in
+  this process's environment is undone first, see :class:`DefaultThreads`).
 
 Both e_above_hull values are unclipped (negative below the MP hull) and compared with MP's
 DFT ``e_above_hull`` (the file's key). Printed, for both: MAE and median absolute error over
-the entries both relaxed, F1 of "stable" at 0 and at 0.05 eV/atom, failures, wall time; the
+the entries both relaxed, F1 of "stable" at 0 and at 0.05 eV/atom, failures, wall time, the
+speedup (loop wall / campaign wall); the
 inputs generation dropped, by reason; and the sampled MP phases the campaign recognises as
 known, out of the whole sample: candidates whose document carries ``matches_reference``, plus
 inputs that generation dedup merged into a recognised input (MP holds entries that are one
@@ -30,28 +34,54 @@ last line is
 
 from __future__ import annotations
 
+import argparse
+import gzip
+import json
 import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-    os.environ[_var] = "1"
-
-import argparse  # noqa: E402
-import gzip  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "mp_chemsys" / "Li-Fe-P-O.json.gz"
 RATTLE_A = 0.05
 STRAIN = 0.02
+
+
+class DefaultThreads:
+    """This process's thread settings before a campaign, to run the plain loop at default threads after it.
+
+    A local Dask cluster's nannies, which live in the driver, put ``OMP_NUM_THREADS=1`` (and the
+    MKL/OpenBLAS ones) into the driver's environment when they spawn their workers (Dask's
+    ``distributed.nanny.pre-spawn-environ``), so torch first used after a campaign would run on
+    one thread. Taken before the campaign (imports torch), put back by :meth:`restore`.
+    """
+
+    _VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+    def __init__(self) -> None:
+        import torch
+
+        self.env = {var: os.environ.get(var) for var in self._VARS}
+        self.torch_threads = torch.get_num_threads()
+
+    def restore(self) -> int:
+        """Put the environment and torch's intra-op threads back; returns torch's thread count."""
+        import torch
+
+        for var, value in self.env.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        torch.set_num_threads(self.torch_threads)
+        return torch.get_num_threads()
 
 
 def load_sample(path: Path, n: int, max_sites: int, seed: int) -> list[tuple[object, float]]:
@@ -138,7 +168,7 @@ def run_campaign_path(
             "generation": {"files": {"paths": [str(inputs)]}, "dedup": {"against_references": False}},
             "potential": {"name": "chgnet", "device": "cpu"},
             "hull": {"references": {"provider": "local_files", "paths": [str(references)]}},
-            "execution": {"kind": "local", "n_workers": workers, "threads_per_worker": 1},
+            "execution": {"kind": "local", "n_workers": workers},
         }
     )
     start = time.perf_counter()
@@ -265,8 +295,10 @@ def main(argv: list[str] | None = None) -> None:
         truth[entry_id] = mp_e_hull
         (inputs / f"{entry_id}.json").write_text(json.dumps(structures[entry_id].as_dict()))
 
+    threads = DefaultThreads()
     docs, campaign_wall, settings, rejections = run_campaign_path(inputs, args.data, workdir / "campaign", args.workers)
     print(f"campaign finished: {len(docs)} candidate documents in {campaign_wall:.1f} s", file=sys.stderr, flush=True)
+    print(f"plain loop at default threads: torch {threads.restore()}", file=sys.stderr, flush=True)
     references = all_entries(args.data)
     loop, loop_wall, loop_unconverged = run_plain_loop(structures, references, settings)
 
@@ -308,11 +340,14 @@ def main(argv: list[str] | None = None) -> None:
           f"rattle {RATTLE_A} Å, strain ±{STRAIN:.0%}; both relaxed: {len(common)}; "
           f"relax settings fmax={settings and settings.get('fmax')} max_steps={settings and settings.get('max_steps')}; "
           f"dropped by the campaign's generation: {not_screened} {dropped or ''}")
-    print(f"{'':14}{'MAE':>8}{'median':>8}{'F1@0':>7}{'F1@.05':>8}{'failures':>10}{'unconv':>8}{'wall_s':>9}  known phases")
+    speedup = loop_wall / campaign_wall if campaign_wall > 0 else float("nan")
+    print(f"{'':14}{'MAE':>8}{'median':>8}{'F1@0':>7}{'F1@.05':>8}{'failures':>10}{'unconv':>8}{'wall_s':>9}"
+          f"{'speedup':>9}  known phases")
     print(f"{'campaign':14}{fc['mae']:8.4f}{fc['median']:8.4f}{fc['f1_0']:7.3f}{fc['f1_005']:8.3f}"
-          f"{campaign_failures:10d}{unconverged:8d}{campaign_wall:9.1f}  {known_text}")
+          f"{campaign_failures:10d}{unconverged:8d}{campaign_wall:9.1f}{speedup:9.2f}  {known_text}")
     print(f"{'plain loop':14}{fl['mae']:8.4f}{fl['median']:8.4f}{fl['f1_0']:7.3f}{fl['f1_005']:8.3f}"
-          f"{loop_failures:10d}{loop_unconverged:8d}{loop_wall:9.1f}  -")
+          f"{loop_failures:10d}{loop_unconverged:8d}{loop_wall:9.1f}{1.0:9.2f}  -")
+    print(f"speedup (plain loop wall / campaign wall, loop at default threads): {speedup:.2f}")
     if deltas:
         print(f"per-structure |campaign - loop| e_above_hull: mean {statistics.fmean(deltas):.4f}, "
               f"max {max(deltas):.4f} eV/atom")

@@ -23,7 +23,9 @@ real store.
 Resume.  After writing a job's output, the driver writes a *journal* record keyed
 on (uuid, index) to the journal store (``journal=`` or the JobStore's additional
 store named ``"journal"``).  It holds the dynamic part of the Response: the
-replace/detour/addition flows (serialized with their uuids) and the stop flags.
+replace/detour/addition flows (serialized with their uuids) and the stop flags, and a
+``timeline`` ({worker, started_at, finished_at}: the Dask worker's name, or ``"driver"``, and
+the Unix times around ``Job.run``) for profiling a run.
 When ``resume=True`` a job whose journal record and output are present is not run;
 its Response is rebuilt from the record, so replaced/added jobs are expanded with
 the same uuids and are themselves skipped if finished.  A job that crashed between
@@ -48,6 +50,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import time
 import traceback
 from collections import defaultdict, deque
@@ -61,6 +64,7 @@ from jobflow.core.reference import OnMissing, find_and_get_references
 from maggma.stores import MemoryStore
 from monty.json import MontyDecoder, MontyEncoder, jsanitize
 
+from matris_flows.core.job_slot import job_slot
 from matris_flows.core.publishing import WRITE_ONLY_STORE
 from matris_flows.core.serialization import safe_decode
 from matris_flows.execution.kill_points import kill_point
@@ -140,12 +144,33 @@ class StoreWrite:
 
 @dataclass
 class WorkerResult:
-    """What a worker returns for one job: the Response and the store writes to replay."""
+    """What a worker returns for one job: the Response, the store writes to replay, and where
+    and when ``Job.run`` ran (``worker``: the Dask worker's name or address; Unix times, s)."""
 
     response: Response | None
     updates: list[StoreWrite] = field(default_factory=list)
     error: str | None = None
     job_dir: str | None = None
+    worker: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def timeline(self) -> dict[str, Any] | None:
+        """The journal record's ``timeline``: where and when the job ran; None when not recorded."""
+        if self.worker is None and self.started_at is None:
+            return None
+        return {"worker": self.worker, "started_at": self.started_at, "finished_at": self.finished_at}
+
+
+def worker_label() -> str:
+    """The Dask worker running this task (its name, else its address); ``host:pid`` outside a worker."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # ValueError: not in a Dask worker
+        return f"{socket.gethostname()}:{os.getpid()}"
+    return str(worker.name if worker.name is not None else worker.address)
 
 
 _DOCS_TARGET = "__docs__"  # StoreWrite target of the JobStore's docs store
@@ -189,13 +214,18 @@ def execute_job(
 ) -> WorkerResult:
     """Run ``job`` on a worker without touching the real store (the Dask task body)."""
     store = _RecordingJobStore(additional_store_names, seed_docs)
-    try:
-        response = job.run(store=store)
-    except Exception:  # noqa: BLE001 - reported to the driver like run_locally logs it
-        return WorkerResult(response=None, error=traceback.format_exc())
-    finally:
-        _reset_current_job()
-    return WorkerResult(response=response, updates=store.recorded, job_dir=os.getcwd())
+    with job_slot():  # jobflow's CURRENT_JOB is one per process
+        worker, started_at = worker_label(), time.time()
+        try:
+            response = job.run(store=store)
+        except Exception:  # noqa: BLE001 - reported to the driver like run_locally logs it
+            return WorkerResult(response=None, error=traceback.format_exc())
+        finally:
+            _reset_current_job()
+    return WorkerResult(
+        response=response, updates=store.recorded, job_dir=os.getcwd(),
+        worker=worker, started_at=started_at, finished_at=time.time(),
+    )
 
 
 @dataclass
@@ -222,13 +252,17 @@ def execute_job_direct(job: Job, store_spec: _StoreSpec) -> WorkerResult:
         store = store_spec.factory() if store_spec.factory is not None else MontyDecoder().decode(store_spec.spec)
         store.connect()
         _WORKER_STORES[store_spec.key] = store
-    try:
-        response = job.run(store=store)
-    except Exception:  # noqa: BLE001
-        return WorkerResult(response=None, error=traceback.format_exc())
-    finally:
-        _reset_current_job()
-    return WorkerResult(response=response, job_dir=os.getcwd())
+    with job_slot():
+        worker, started_at = worker_label(), time.time()
+        try:
+            response = job.run(store=store)
+        except Exception:  # noqa: BLE001
+            return WorkerResult(response=None, error=traceback.format_exc())
+        finally:
+            _reset_current_job()
+    return WorkerResult(
+        response=response, job_dir=os.getcwd(), worker=worker, started_at=started_at, finished_at=time.time()
+    )
 
 
 def _reset_current_job():
@@ -406,12 +440,12 @@ class _JobRun:
             raise RuntimeError(f"{self.job.name} failed:\n{message}")
         self.finish(None, False)
 
-    def handle_response(self, response: Response, journal: bool = True):
+    def handle_response(self, response: Response, journal: bool = True, timeline: dict[str, Any] | None = None):
         runner, job = self.runner, self.job
         if runner.keep_responses:
             runner.responses[job.uuid][job.index] = response
         if journal:
-            runner.write_journal(job, response)
+            runner.write_journal(job, response, timeline)
             runner.emit(job, "completed", n_items=count_items(response.output))
 
         if response.stored_data is not None:
@@ -530,7 +564,8 @@ class _DaskRunner:
         self._in_flight.clear()
 
     # -- resume -------------------------------------------------------------------
-    def write_journal(self, job: Job, response: Response):
+    def write_journal(self, job: Job, response: Response, timeline: dict[str, Any] | None = None):
+        """Journal ``job`` as finished; ``timeline`` ({worker, started_at, finished_at}) where it is known."""
         kill_point("output", job.name, job.uuid)
         record = {
             "uuid": job.uuid,
@@ -541,6 +576,8 @@ class _DaskRunner:
             "stop_children": response.stop_children,
             "stop_jobflow": response.stop_jobflow,
         }
+        if timeline is not None:
+            record["timeline"] = timeline
         pages = []
         for name in _DIVERSIONS:
             record[name], diversion_pages = _paged(_encode(getattr(response, name)))
@@ -616,6 +653,7 @@ class _DaskRunner:
         self.emit(job, "submitted")
 
     def _run_on_driver(self, run: _JobRun):
+        started_at = time.time()
         try:
             response = run.job.run(store=self.store)
         except Exception:  # noqa: BLE001
@@ -624,7 +662,9 @@ class _DaskRunner:
         finally:
             _reset_current_job()
         response.job_dir = os.getcwd()
-        run.handle_response(response)
+        run.handle_response(
+            response, timeline={"worker": "driver", "started_at": started_at, "finished_at": time.time()}
+        )
 
     def _collect(self, future: Future, run: _JobRun):
         if future.status != "finished":
@@ -662,7 +702,7 @@ class _DaskRunner:
             run.handle_failure(traceback.format_exc())
             return
         result.response.job_dir = result.job_dir
-        run.handle_response(result.response)
+        run.handle_response(result.response, timeline=result.timeline())
 
     def _next_completed(self) -> Future:
         """The next finished task, waiting with the stall watchdog on (see :class:`StalledError`)."""

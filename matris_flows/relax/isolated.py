@@ -23,6 +23,7 @@ from pymatgen.core import Structure
 
 from matris_flows.core.ids import candidate_id
 from matris_flows.core.isolation import IsolatedFailure, ItemFailure, map_isolated, sandbox, worker_memory_limit
+from matris_flows.core.job_slot import waiting_elsewhere
 from matris_flows.potentials.loader import load_potential
 from matris_flows.relax.defaults import relax_timeout, resolve_settings
 from matris_flows.relax.documents import failed_document
@@ -132,7 +133,8 @@ def relax_chunk(
 
     n_stolen = 0
     if service is not None:
-        n_stolen = relax_through_service(service, [items[k] for k in todo], outcome)
+        with waiting_elsewhere():  # another job on this worker may run, and feed the service, meanwhile
+            n_stolen = relax_through_service(service, [items[k] for k in todo], outcome)
     alone = todo if service is None else sorted(suspects)
     if alone:
         plan = plan if service is None else service.plan
