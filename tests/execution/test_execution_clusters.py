@@ -45,8 +45,9 @@ def test_slurm_job_script_has_requested_resources():
         "#SBATCH --mem=", "export OMP_NUM_THREADS=4",
     ):
         assert line in script
-    # one task at a time per worker process, two workers, each owning one GPU
-    assert "--nthreads 1" in script
+    # two tasks at a time per worker process (relaxation jobs sharing its service, the others
+    # one at a time), two workers, each owning one GPU; native threads pinned per process
+    assert "--nthreads 2" in script
     assert "--nworkers 2" in script
     assert "--resources GPU=1" in script
 
@@ -108,5 +109,6 @@ def test_local_client_pins_worker_threads(dask_client):
         return torch.get_num_threads()
 
     assert set(dask_client.run(torch_threads).values()) == {1}
+    # two task slots per worker (the default), native threads still one per process
     threads = dask_client.nthreads()
-    assert set(threads.values()) == {1}
+    assert set(threads.values()) == {2}
