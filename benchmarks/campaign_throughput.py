@@ -280,7 +280,8 @@ def service_figures(relax_jobs: list[dict], wall: float) -> tuple[list[str], dic
             f"{stolen if with_timings else 'n/a'}"
         ], {}
     lines = [
-        f"{'service':<22}{'engine':>9}{'load_s':>8}{'model_s':>9}{'(graph)':>9}{'optim_s':>9}{'batch_s':>9}{'docs_s':>8}"
+        f"{'service':<22}{'engine':>9}{'load_s':>8}{'model_s':>9}{'(graph)':>9}{'(fwd)':>8}{'(bwd)':>8}{'optim_s':>9}"
+        f"{'batch_s':>9}{'docs_s':>8}"
         f"{'idle_s':>8}{'calls':>7}{'struct/call':>12}{'occupancy':>10}{'model-busy':>11}{'structs':>8}"
     ]
     busy = {}
@@ -292,7 +293,8 @@ def service_figures(relax_jobs: list[dict], wall: float) -> tuple[list[str], dic
         busy[worker] = s.get("model_s", 0.0) / wall
         lines.append(
             f"{worker:<22}{s.get('engine', '?'):>9}{s.get('load_s', 0.0):8.1f}{s.get('model_s', 0.0):9.1f}"
-            f"{s.get('graph_s', 0.0):9.1f}{s.get('optimizer_s', 0.0):9.1f}{s.get('batching_s', 0.0):9.1f}"
+            f"{s.get('graph_s', 0.0):9.1f}{s.get('forward_s', 0.0):8.1f}{s.get('backward_s', 0.0):8.1f}"
+            f"{s.get('optimizer_s', 0.0):9.1f}{s.get('batching_s', 0.0):9.1f}"
             f"{s.get('documents_s', 0.0):8.1f}{s.get('idle_s', 0.0):8.1f}{calls:7d}{per_call:12.2f}{occupancy:10.1%}"
             f"{busy[worker]:11.1%}{s.get('n_structures', 0):8d}"
         )

@@ -34,9 +34,10 @@ class CHGNetTorchSimModel(ModelInterface):
         # Forces need gradients with respect to positions only; frozen weights keep
         # autograd from saving inputs for weight gradients nobody asks for.
         model.requires_grad_(False)
-        # Seconds spent building CHGNet graphs (neighbour lists, bond/angle lists), read by
-        # the relaxation service's timings; CHGNet builds them on the CPU, per structure.
-        self.graph_seconds = 0.0
+        # Seconds spent building CHGNet graphs (neighbour lists, bond/angle lists: on the CPU,
+        # per structure), in the forward pass and in the backward pass; read by the relaxation
+        # service's timings (on a GPU the passes' kernels may finish after these clocks stop).
+        self.graph_seconds = self.forward_seconds = self.backward_seconds = 0.0
 
     def _graphs(self, state: SimState) -> list:
         start_time = perf_counter()
@@ -65,6 +66,7 @@ class CHGNetTorchSimModel(ModelInterface):
     def _energy_forces_stress(self, graphs: list) -> tuple[torch.Tensor, list, list]:
         """Total energies (eV), forces (eV/Å) and stresses (eV/Å³, ASE sign) with one backward pass."""
         model = self.model
+        start = perf_counter()
         composition = 0 if model.composition_model is None else model.composition_model(graphs)
         with torch.enable_grad():
             batched = BatchedGraph.from_graphs(
@@ -78,7 +80,10 @@ class CHGNetTorchSimModel(ModelInterface):
             energy = model._compute(batched, compute_force=False, compute_stress=False)["e"]
             n_atoms = torch.tensor([len(g.atomic_number) for g in graphs], dtype=energy.dtype, device=energy.device)
             total = energy * n_atoms if model.is_intensive else energy
+            backward_start = perf_counter()
+            self.forward_seconds += backward_start - start
             grads = torch.autograd.grad(total.sum(), [*batched.atom_positions, *batched.strains])
+            self.backward_seconds += perf_counter() - backward_start
         n = len(graphs)
         forces = [-g for g in grads[:n]]
         stresses = [s / v for s, v in zip(grads[n:], batched.volumes, strict=True)]

@@ -180,6 +180,8 @@ class RelaxServiceStats(BaseModel):
     load_s: float = Field(0.0, description="Loading the potential, s.")
     model_s: float = Field(0.0, description="Model calls (graph building, forward and backward pass), s.")
     graph_s: float = Field(0.0, description="Part of model_s spent building neighbour lists/graphs, s (where the model reports it).")
+    forward_s: float = Field(0.0, description="Part of model_s in the forward pass, s (where the model reports it).")
+    backward_s: float = Field(0.0, description="Part of model_s in the backward pass (forces, stress), s (where the model reports it).")
     optimizer_s: float = Field(0.0, description="Optimizer and cell-filter updates and convergence checks, s.")
     batching_s: float = Field(0.0, description="Adding structures to and removing them from the in-flight batch, s.")
     documents_s: float = Field(0.0, description="Building the result documents (final magnetic moments, checks), s.")

@@ -77,7 +77,8 @@ class _TimedModel:
 
             torch.cuda.synchronize(self.model.device)
         self.stats.model_s += perf_counter() - start
-        self.stats.graph_s = getattr(self.model, "graph_seconds", 0.0)
+        for field_name, counter in (("graph_s", "graph_seconds"), ("forward_s", "forward_seconds"), ("backward_s", "backward_seconds")):
+            setattr(self.stats, field_name, getattr(self.model, counter, 0.0))
         self.stats.n_calls += 1
         self.stats.atoms_in_calls += int(state.n_atoms)
         self.stats.structures_in_calls += int(state.n_systems)
