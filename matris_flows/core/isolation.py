@@ -115,6 +115,18 @@ def _rss_bytes(pid: int) -> int | None:
         return None
 
 
+# Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536 (distributed.nanny.pre-spawn-environ),
+# so that freed memory goes back to the OS at once. A model's tensors are allocated and freed
+# every call: with that setting CHGNet took 7.72 instead of 3.90 ms per atom per call (one
+# thread, 404 atoms). The children get glibc's default; their memory limit is watched from outside.
+_DROPPED_FROM_CHILD_ENV = ("MALLOC_TRIM_THRESHOLD_",)
+
+
+def child_environment() -> dict[str, str]:
+    """The environment of a child: this process's, less the allocator settings that slow a model down."""
+    return {name: value for name, value in os.environ.items() if name not in _DROPPED_FROM_CHILD_ENV}
+
+
 class Sandbox:
     """One child process that runs picklable calls, watched for death, hangs and memory.
 
@@ -146,6 +158,7 @@ class Sandbox:
             pass_fds=(request_read, reply_write),
             stdin=subprocess.DEVNULL,
             close_fds=True,
+            env=child_environment(),
         )
         os.close(request_read)
         os.close(reply_write)

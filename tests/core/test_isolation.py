@@ -110,3 +110,23 @@ def test_pooled_sandbox_is_kept_per_thread():
     with sandbox() as second:
         assert second is first and second.call(double_unless_poisoned, [2]) == [4]
         assert second.n_started == started  # the same child: whatever it loaded is still loaded
+
+
+def _environment_variable(name: str) -> str | None:
+    import os
+
+    return os.environ.get(name)
+
+
+def test_children_run_without_dasks_malloc_trim_threshold(monkeypatch):
+    """Dask workers set MALLOC_TRIM_THRESHOLD_=65536, which halved CHGNet's speed; children do not inherit it."""
+    from matris_flows.core.isolation import Sandbox
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    box = Sandbox()
+    try:
+        assert box.call(_environment_variable, "MALLOC_TRIM_THRESHOLD_") is None
+        assert box.call(_environment_variable, "OMP_NUM_THREADS") == "1"  # thread pinning carries over
+    finally:
+        box.close()
