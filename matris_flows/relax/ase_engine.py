@@ -12,7 +12,7 @@ from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from matris_flows.potentials.loader import Potential
-from matris_flows.relax.checks import input_problem
+from matris_flows.relax.checks import input_problem_for
 from matris_flows.relax.documents import failed_document, finished_document
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings, RelaxTrajectory
 
@@ -57,7 +57,7 @@ def relax_one(
 ) -> tuple[RelaxationDocument, RelaxTrajectory | None]:
     """Relax one structure; every failure becomes a FAILED document, never an exception."""
     start = perf_counter()
-    problem = input_problem(structure, potential.unsupported_elements([e.symbol for e in structure.composition]), settings)
+    problem = input_problem_for(structure, potential, settings)
     if problem:
         return failed_document(candidate_id, structure, problem, potential, settings, ENGINE), None
 

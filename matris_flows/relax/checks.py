@@ -7,6 +7,7 @@ from ase.data import covalent_radii
 from pymatgen.core import Structure
 
 from matris_flows.core.validity import native_input_problem
+from matris_flows.potentials.loader import Potential
 from matris_flows.relax.schemas import RelaxSettings
 
 
@@ -30,6 +31,11 @@ def input_problem(structure: Structure, unsupported: list[str], settings: RelaxS
     if closest < settings.min_distance:
         return f"overlapping atoms: closest pair {closest:.3f} Å < {settings.min_distance} Å"
     return None
+
+
+def input_problem_for(structure: Structure, potential: Potential, settings: RelaxSettings) -> str | None:
+    """:func:`input_problem` with the elements ``potential`` does not support."""
+    return input_problem(structure, potential.unsupported_elements([e.symbol for e in structure.composition]), settings)
 
 
 def min_distance(structure: Structure, within: float) -> float:

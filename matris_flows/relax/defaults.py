@@ -86,8 +86,12 @@ _TIMEOUT_FLOOR_S = 300.0
 _TIMEOUT_PER_ATOM_STEP_S = 0.2
 
 
-def relax_timeout(settings: RelaxSettings, n_atoms: int) -> float:
-    """Wall-time limit of one isolated call relaxing ``n_atoms`` atoms in all (see ``RelaxSettings.timeout_s``)."""
+def relax_timeout(settings: RelaxSettings, n_atoms: int, n_structures: int = 1) -> float:
+    """Wall-time limit of relaxing ``n_structures`` structures of ``n_atoms`` atoms in all in shared model calls.
+
+    ``RelaxSettings.timeout_s`` is per structure: structures that share calls may take as long
+    as their members in turn. Unset, the default grows with the atoms.
+    """
     if settings.timeout_s is not None:
-        return settings.timeout_s
+        return settings.timeout_s * max(1, n_structures)
     return _TIMEOUT_FLOOR_S + _TIMEOUT_PER_ATOM_STEP_S * n_atoms * (settings.max_steps or 500)

@@ -10,7 +10,7 @@ from matris_flows.core.ids import candidate_id
 from matris_flows.potentials.loader import Potential, load_potential
 from matris_flows.potentials.naming import DEFAULT_POTENTIAL, PotentialKind
 from matris_flows.relax import ase_engine, torchsim_engine
-from matris_flows.relax.checks import input_problem
+from matris_flows.relax.checks import input_problem_for
 from matris_flows.relax.defaults import resolve_settings
 from matris_flows.relax.documents import failed_document
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings, RelaxTrajectory
@@ -69,7 +69,7 @@ def measured_engine(potential: Potential, settings: RelaxSettings, sample: Seque
     from matris_flows.core.quiet import import_torch_sim
 
     ts = import_torch_sim()
-    sample = [s for s in sample if not input_problem(s, potential.unsupported_elements([e.symbol for e in s.composition]), settings)]
+    sample = [s for s in sample if not input_problem_for(s, potential, settings)]
     if not sample:
         return ("torchsim" if potential.spec.kind in _BATCHES_ON_CPU else "ase"), {}
     n_atoms = sum(len(s) for s in sample)
@@ -126,7 +126,7 @@ def relax_with_trajectories(
             if trajectory is not None:
                 trajectories.append(trajectory)
             continue
-        problem = input_problem(structure, potential.unsupported_elements([e.symbol for e in structure.composition]), settings)
+        problem = input_problem_for(structure, potential, settings)
         if problem:
             documents[index] = failed_document(ids[index], structure, problem, potential, settings, torchsim_engine.ENGINE)
         else:

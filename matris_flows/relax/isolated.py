@@ -27,20 +27,16 @@ from matris_flows.core.job_slot import waiting_elsewhere
 from matris_flows.potentials.loader import load_potential
 from matris_flows.relax.defaults import relax_timeout, resolve_settings
 from matris_flows.relax.documents import failed_document
-from matris_flows.relax.engine import choose_engine, relax_with_trajectories
+from matris_flows.relax.engine import relax_with_trajectories
 from matris_flows.relax.progress import ChunkProgress, settings_fingerprint
 from matris_flows.relax.schemas import RelaxationDocument, RelaxJobTimings, RelaxPlan, RelaxSettings, RelaxTrajectory
 from matris_flows.relax.service import Suspect, relax_through_service, relaxation_service
 
 
-def plan_relaxation(
-    potential: str, device: str, options: dict[str, Any], settings: RelaxSettings, keep_trajectories: bool
-) -> RelaxPlan:
-    """Load the potential (in the child) and choose the engine, as :func:`relax_with_trajectories` would."""
+def plan_per_structure(potential: str, device: str, options: dict[str, Any], settings: RelaxSettings) -> RelaxPlan:
+    """Load the potential (in the child) for the per-structure engine, which records trajectories."""
     model = load_potential(potential, device=device, **options)
-    resolved = resolve_settings(settings, model.name)
-    engine = "ase" if keep_trajectories else choose_engine(resolved, model)
-    return RelaxPlan(engine=engine, settings=resolved, potential=model.info())
+    return RelaxPlan(engine="ase", settings=resolve_settings(settings, model.name), potential=model.info())
 
 
 def relax_items(
@@ -63,9 +59,7 @@ def relax_items(
 
 
 def _call_timeout(settings: RelaxSettings, items: Sequence[tuple[Structure, str]]) -> float:
-    if settings.timeout_s is not None:  # a limit per structure: a batch may take as long as its members in turn
-        return settings.timeout_s * len(items)
-    return relax_timeout(settings, sum(len(s) for s, _ in items))
+    return relax_timeout(settings, sum(len(s) for s, _ in items), len(items))
 
 
 @dataclass
@@ -104,7 +98,7 @@ def relax_chunk(
     if keep_trajectories:  # frames come from the per-structure engine, one structure per call
         with sandbox(memory_limit) as box:
             try:
-                plan = box.call(plan_relaxation, potential, device, options, settings, keep_trajectories)
+                plan = box.call(plan_per_structure, potential, device, options, settings)
             except IsolatedFailure as failure:  # no structure involved: the potential itself cannot load
                 raise RuntimeError(f"loading potential {potential!r}: {failure.reason}") from None
     else:

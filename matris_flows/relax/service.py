@@ -38,9 +38,9 @@ from typing import Any
 
 from pymatgen.core import Structure
 
-from matris_flows.core.isolation import Channel, IsolatedFailure, ItemFailure, Sandbox, StreamEnded
+from matris_flows.core.isolation import Channel, IsolatedFailure, ItemFailure, Sandbox
 from matris_flows.potentials.loader import Potential, load_potential
-from matris_flows.relax.checks import input_problem
+from matris_flows.relax.checks import input_problem_for
 from matris_flows.relax.defaults import relax_timeout, resolve_settings
 from matris_flows.relax.documents import failed_document
 from matris_flows.relax.engine import choose_engine
@@ -129,8 +129,7 @@ class _InFlightBatch:
         room, joining = self.atoms_cap - self.n_atoms, []
         while pending and (len(pending[0][1]) <= room or not (self.members or joining)):
             key, structure, candidate_id = pending.popleft()
-            unsupported = self.potential.unsupported_elements([e.symbol for e in structure.composition])
-            problem = input_problem(structure, unsupported, self.settings)
+            problem = input_problem_for(structure, self.potential, self.settings)
             if problem:
                 send(("done", [(key, failed_document(candidate_id, structure, problem, self.potential, self.settings, "torchsim"))]))
                 continue
@@ -376,7 +375,7 @@ class RelaxationService:
                 try:
                     stream = box.stream(serve_relaxations, self.potential, self.device, self.options, self.settings)
                     self._await_ready(stream)
-                except (IsolatedFailure, StreamEnded, Exception) as exc:  # noqa: BLE001 - the potential cannot load
+                except Exception as exc:  # noqa: BLE001 - the potential cannot load (IsolatedFailure, StreamEnded, its error)
                     self.load_error = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
                     break
                 try:
@@ -465,7 +464,7 @@ class RelaxationService:
                 n_in_flight = len(self._in_flight)
                 atoms = sum(len(self._tickets[k].structure) for k in self._in_flight if k in self._tickets)
                 for key in message[1]:  # a structure's limit grows with what shares its model calls
-                    self._limits[key] = _limit(self.plan.settings, n_in_flight, atoms)
+                    self._limits[key] = relax_timeout(self.plan.settings, atoms, n_in_flight)
         elif kind == "done":
             self.stats = message[2]
             for key, document in message[1]:
@@ -495,12 +494,6 @@ class RelaxationService:
 
 class Suspect(ItemFailure):
     """A structure that was in flight, with others, when the service failed: to be retried alone."""
-
-
-def _limit(settings: RelaxSettings, structures_in_flight: int, atoms_in_flight: int) -> float:
-    if settings.timeout_s is not None:  # per structure: a batch may take as long as its members in turn
-        return settings.timeout_s * max(1, structures_in_flight)
-    return relax_timeout(settings, atoms_in_flight)
 
 
 # One service per (process, potential, settings): a cache like the potential cache (what it
@@ -548,9 +541,8 @@ def relax_through_service(
     how many items other workers relaxed.
     """
     outcomes: queue.Queue = queue.Queue()
-    keys = service.submit(items, outcomes, range(len(items)))
+    key_of = service.submit(items, outcomes, range(len(items)))  # item index -> its key in the service
     service.wait_ready()  # raises if the potential does not load
-    key_of = dict(zip(range(len(items)), keys, strict=True))
     remaining = set(range(len(items)))
     withdrawn: list[int] = []
     n_stolen, next_check = 0, time.monotonic() + _STEAL_CHECK_S
