@@ -65,7 +65,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hull_accuracy import DEFAULT_DATA, RATTLE_A, STRAIN, DefaultThreads, entry_name, perturb  # noqa: E402
+from hull_accuracy import (  # noqa: E402
+    DEFAULT_DATA,
+    RATTLE_A,
+    STRAIN,
+    DefaultThreads,
+    open_collection,
+    perturb,
+    run_and_collect,
+)
 
 STAGES = ("plan", "shards", "relax", "hull", "other")
 TARGETS = {1000: 5.0, 120: 3.0}
@@ -114,24 +122,15 @@ def stage_of(name: str) -> str:
     return "other"
 
 
-def _store(spec, directory: Path, collection: str):
-    from matris_flows.stores import make_collection_store
-
-    config = spec.store_config(directory)
-    store = make_collection_store(config, directory, collection)
-    store.connect()
-    return store
-
-
 def read_run_records(spec, directory: Path) -> tuple[list[dict], list[dict]]:
     """(journal records with a ``timeline``, relaxation job outputs' ``timings`` as {uuid, name, timings})."""
     config = spec.store_config(directory)
-    journal = _store(spec, directory, config.journal_collection)
+    journal = open_collection(spec, directory, config.journal_collection)
     try:
         records = list(journal.query({"timeline": {"$exists": True}}, properties=["uuid", "index", "name", "timeline"]))
     finally:
         journal.close()
-    docs = _store(spec, directory, config.docs_collection)
+    docs = open_collection(spec, directory, config.docs_collection)
     try:
         relax_jobs = [
             {"uuid": d.get("uuid"), "name": d.get("name"), "timings": (d.get("output") or {}).get("timings")}
@@ -149,9 +148,7 @@ DEDUP = {"against_references": False, "ltol": 0.005, "stol": 0.01, "angle_tol": 
 
 def run_campaign_path(inputs: Path, references: Path, directory: Path, name: str, workers: int, threads: int | None):
     """Run the campaign; returns (spec, {input name: candidate document}, wall s, relax settings of a document)."""
-    from matris_flows.campaign.runner import run_campaign
     from matris_flows.campaign.spec import CampaignSpec
-    from matris_flows.stores import make_candidates_store
 
     spec = CampaignSpec.model_validate(
         {
@@ -163,20 +160,7 @@ def run_campaign_path(inputs: Path, references: Path, directory: Path, name: str
             | ({"threads_per_worker": threads} if threads is not None else {}),
         }
     )
-    start = time.perf_counter()
-    summary = run_campaign(spec, directory, resume=False)
-    wall = time.perf_counter() - start
-    for failure in summary.failures:
-        log(f"campaign job failed: {failure.name}: {failure.error}")
-    store = make_candidates_store(spec.store_config(), directory)
-    try:
-        docs = list(store.query({"campaign": spec.name}))
-    finally:
-        store.close()
-    by_input, settings = {}, None
-    for doc in docs:
-        by_input[entry_name((doc.get("provenance") or {}).get("file_path"))] = doc
-        settings = settings or (doc.get("relaxation") or {}).get("settings")
+    by_input, wall, settings = run_and_collect(spec, directory)
     return spec, by_input, wall, settings
 
 

@@ -135,13 +135,40 @@ def entry_name(file_path: str | None) -> str:
     return Path((file_path or "").split("#")[0]).name.removesuffix(".json")
 
 
-def generation_rejections(spec, directory: Path) -> dict[str, dict]:
-    """{entry id: rejection record} of the inputs generation dropped, read from the shard outputs."""
+def open_collection(spec, directory: Path, collection: str):
+    """A connected store of the campaign's ``collection`` (close it after use)."""
     from matris_flows.stores import make_collection_store
 
-    config = spec.store_config(directory)
-    docs = make_collection_store(config, directory, config.docs_collection)
-    docs.connect()
+    store = make_collection_store(spec.store_config(directory), directory, collection)
+    store.connect()
+    return store
+
+
+def run_and_collect(spec, directory: Path) -> tuple[dict, float, dict | None]:
+    """Run the campaign of ``spec``; ({input name: candidate document}, wall s, relax settings of a document)."""
+    from matris_flows.campaign.runner import run_campaign
+    from matris_flows.stores import make_candidates_store
+
+    start = time.perf_counter()
+    summary = run_campaign(spec, directory, resume=False)
+    wall = time.perf_counter() - start
+    for failure in summary.failures:
+        print(f"campaign job failed: {failure.name}: {failure.error}", file=sys.stderr)
+    store = make_candidates_store(spec.store_config(), directory)
+    try:
+        docs = list(store.query({"campaign": spec.name}))
+    finally:
+        store.close()
+    by_input, settings = {}, None
+    for doc in docs:
+        by_input[entry_name((doc.get("provenance") or {}).get("file_path"))] = doc
+        settings = settings or (doc.get("relaxation") or {}).get("settings")
+    return by_input, wall, settings
+
+
+def generation_rejections(spec, directory: Path) -> dict[str, dict]:
+    """{entry id: rejection record} of the inputs generation dropped, read from the shard outputs."""
+    docs = open_collection(spec, directory, spec.store_config(directory).docs_collection)
     try:
         shards = list(docs.query({"output.shard_index": {"$exists": True}}, properties=["output.report.rejected"]))
     finally:
@@ -158,9 +185,7 @@ def run_campaign_path(
 ) -> tuple[dict, float, dict | None, dict]:
     """Run the campaign; returns ({entry id: candidate document}, wall s, relax settings of a document,
     {entry id: generation rejection})."""
-    from matris_flows.campaign.runner import run_campaign
     from matris_flows.campaign.spec import CampaignSpec
-    from matris_flows.stores import make_candidates_store
 
     spec = CampaignSpec.model_validate(
         {
@@ -171,20 +196,7 @@ def run_campaign_path(
             "execution": {"kind": "local", "n_workers": workers},
         }
     )
-    start = time.perf_counter()
-    summary = run_campaign(spec, directory, resume=False)
-    wall = time.perf_counter() - start
-    for failure in summary.failures:
-        print(f"campaign job failed: {failure.name}: {failure.error}", file=sys.stderr)
-    store = make_candidates_store(spec.store_config(), directory)
-    try:
-        docs = list(store.query({"campaign": spec.name}))
-    finally:
-        store.close()
-    by_entry, settings = {}, None
-    for doc in docs:
-        by_entry[entry_name((doc.get("provenance") or {}).get("file_path"))] = doc
-        settings = settings or (doc.get("relaxation") or {}).get("settings")
+    by_entry, wall, settings = run_and_collect(spec, directory)
     return by_entry, wall, settings, generation_rejections(spec, directory)
 
 
