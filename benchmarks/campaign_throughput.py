@@ -36,13 +36,22 @@ newest snapshot per service): load, model (of it graph building), optimizer, bat
 and idle seconds, model-busy fraction (model s / campaign wall), structures per model call and
 batch occupancy (atoms per call / atom capacity), and the structures stolen by idle workers
 ("n/a" where the jobs carry no timings); the relaxed energies, campaign vs loop, over the inputs
-both converged (max and mean |ΔE| meV/atom, asserted <= 1), and the converged counts over the
-inputs both relaxed (asserted equal within 1 % of them). Then the targets (>= 5x at 1000,
->= 3x at 120, model-busy >= 80 %), each met or not, and as the last line
+both converged (max and mean |ΔE| meV/atom); the optimiser steps of both over the inputs both
+relaxed; and the converged counts over the inputs both relaxed (required equal within 1 % of them).
+
+Every input whose energies differ by more than 1 meV/atom is judged (``judge_offender``): the two
+optimisers (TorchSim's batched FIRE, ASE's FIRE) take different paths from a rattled start and can
+stop in different local minima. It is a *different minimum* when CHGNet's single point at each
+run's final structure reproduces that run's energy within 1 meV/atom (the same energy surface was
+computed) and the two structures are not one minimum (a tight StructureMatcher fit fails);
+anything else is a *discrepancy*. Required: no discrepancy, and different minima in at most 5 %
+of the inputs both converged. Then the targets (>= 5x at 1000, >= 3x at 120, model-busy >= 80 %),
+each met or not, and as the last line
 
     campaign_speedup_real_<n>: <loop wall / campaign wall over the inputs the campaign relaxed>
 
-for n = 1000, or the largest size when 1000 is not among them.
+for n = 1000, or the largest size when 1000 is not among them. A requirement not met exits 1 with
+``error:`` and the reasons after that line.
 
     python benchmarks/campaign_throughput.py --sizes 6 --loop-subset 3   # smoke, a few minutes on 2 cores
     python benchmarks/campaign_throughput.py                             # 120 and 1000
@@ -61,6 +70,7 @@ import time
 import warnings
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -79,6 +89,8 @@ STAGES = ("plan", "shards", "relax", "hull", "other")
 TARGETS = {1000: 5.0, 120: 3.0}
 MODEL_BUSY_TARGET = 0.8
 ENERGY_TOLERANCE_MEV = 1.0
+# Inputs allowed to end in another local minimum than the loop's (the two optimisers take different paths).
+MINIMA_SHARE = 0.05
 
 
 def log(message: str) -> None:
@@ -164,10 +176,10 @@ def run_campaign_path(inputs: Path, references: Path, directory: Path, name: str
     return spec, by_input, wall, settings
 
 
-def run_plain_loop(structures: dict, settings: dict | None) -> tuple[dict, float]:
+def run_plain_loop(structures: dict, settings: dict | None) -> tuple[dict, float, object]:
     """CHGNet StructOptimizer, one structure at a time, default threads.
 
-    Returns ({input name: (energy per atom or None, converged, seconds)}, model load s).
+    Returns ({input name: LoopResult}, model load s, the loop's CHGNet model for single points).
     """
     import torch
     from chgnet.model import StructOptimizer
@@ -188,14 +200,51 @@ def run_plain_loop(structures: dict, settings: dict | None) -> tuple[dict, float
             energies = out["trajectory"].energies
             # as benchmarks/relax_throughput.py: the observer records the start and every step,
             # so fewer than ``steps`` steps means fmax was met (forces through the cell filter)
-            value = (float(energies[-1]) / len(structure), len(energies) - 1 < steps)
+            n_steps = len(energies) - 1
+            result = LoopResult(float(energies[-1]) / len(structure), n_steps < steps, 0.0, n_steps, out["final_structure"])
         except Exception as exc:  # noqa: BLE001 - a failure is a figure of the benchmark
             log(f"plain loop failed on {name}: {type(exc).__name__}: {exc}")
-            value = (None, False)
-        results[name] = (*value, time.perf_counter() - start)
+            result = LoopResult(None, False, 0.0, None, None)
+        results[name] = result._replace(seconds=time.perf_counter() - start)
         if (k + 1) % 10 == 0:
             log(f"plain loop: {k + 1}/{len(structures)}")
-    return results, load_s
+    return results, load_s, optimizer.calculator.model
+
+
+class LoopResult(NamedTuple):
+    """One input through the plain loop."""
+
+    energy_per_atom: float | None
+    converged: bool
+    seconds: float
+    n_steps: int | None
+    final_structure: object
+
+
+def same_minimum(a, b) -> bool:
+    """Whether two relaxed structures are one local minimum: a tight StructureMatcher fit (0.5 % lattice, 0.05 site, 1°)."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    return StructureMatcher(ltol=0.005, stol=0.05, angle_tol=1.0, primitive_cell=False, scale=False).fit(a, b)
+
+
+def judge_offender(campaign_structure, campaign_energy: float, loop: LoopResult, model) -> tuple[str, str]:
+    """Why an input's relaxed energies differ by more than the tolerance: ("different minimum" or "discrepancy", detail).
+
+    A different local minimum is the optimiser's path, not the computation: CHGNet's single point at
+    each run's final structure reproduces that run's energy (so both computed the same energy
+    surface), and the two structures are not one minimum. Anything else is a discrepancy.
+    """
+    points = [float(model.predict_structure(s)["e"]) for s in (campaign_structure, loop.final_structure)]
+    misses = [1000 * abs(p - e) for p, e in zip(points, (campaign_energy, loop.energy_per_atom), strict=True)]
+    matched = same_minimum(campaign_structure, loop.final_structure)
+    lower = "campaign" if campaign_energy < loop.energy_per_atom else "loop"
+    detail = (
+        f"single points reproduce campaign/loop energies to {misses[0]:.3f}/{misses[1]:.3f} meV/atom; "
+        f"structures {'are one minimum' if matched else 'differ'}; lower: {lower}"
+    )
+    reproduced = max(misses) <= ENERGY_TOLERANCE_MEV
+    return ("different minimum" if reproduced and not matched else "discrepancy"), detail
 
 
 def occupied(intervals: list[tuple[float, float]]) -> float:
@@ -311,13 +360,13 @@ def run_size(n: int, args, workdir: Path) -> dict:
 
     full = n <= args.loop_full_max or args.loop_subset >= n
     loop_names = sorted(structures) if full else sorted(random.Random(args.seed + n).sample(sorted(structures), args.loop_subset))
-    loop, load_s = run_plain_loop({name: structures[name] for name in loop_names}, settings)
-    mean_s = statistics.fmean(t for _, _, t in loop.values())
+    loop, load_s, model = run_plain_loop({name: structures[name] for name in loop_names}, settings)
+    mean_s = statistics.fmean(r.seconds for r in loop.values())
 
     relaxed = [name for name in structures if name in docs]  # the inputs the campaign screened (relaxed, assessed)
     if full:
-        loop_relaxed = load_s + sum(loop[name][2] for name in relaxed)
-        loop_all = load_s + sum(t for _, _, t in loop.values())
+        loop_relaxed = load_s + sum(loop[name].seconds for name in relaxed)
+        loop_all = load_s + sum(r.seconds for r in loop.values())
         how = f"measured on all {n} inputs"
     else:
         loop_relaxed = load_s + mean_s * len(relaxed)
@@ -334,11 +383,11 @@ def run_size(n: int, args, workdir: Path) -> dict:
         return value if value is not None else docs[name].get("energy_per_atom")
 
     common = [name for name in loop_names if name in docs]
-    both_relaxed = [name for name in common if campaign_energy(name) is not None and loop[name][0] is not None]
+    both_relaxed = [name for name in common if campaign_energy(name) is not None and loop[name].energy_per_atom is not None]
     campaign_converged = sum(relax_of(name).get("status") == "converged" for name in both_relaxed)
-    loop_converged = sum(loop[name][1] for name in both_relaxed)
-    both_converged = [name for name in both_relaxed if relax_of(name).get("status") == "converged" and loop[name][1]]
-    deltas = {name: 1000 * abs(campaign_energy(name) - loop[name][0]) for name in both_converged}
+    loop_converged = sum(loop[name].converged for name in both_relaxed)
+    both_converged = [name for name in both_relaxed if relax_of(name).get("status") == "converged" and loop[name].converged]
+    deltas = {name: 1000 * abs(campaign_energy(name) - loop[name].energy_per_atom) for name in both_converged}
 
     print(f"=== n = {n} ===")
     print(
@@ -369,19 +418,43 @@ def run_size(n: int, args, workdir: Path) -> dict:
         f"converged over the {len(both_relaxed)} inputs both relaxed (of {len(loop_names)} the loop ran): campaign "
         f"{campaign_converged}, loop {loop_converged}"
     )
+    steps = [(relax_of(name).get("n_steps"), loop[name].n_steps) for name in both_relaxed]
+    steps = [(c, lp) for c, lp in steps if c is not None and lp is not None]
+    if steps:
+        print(
+            f"optimiser steps over the {len(steps)} inputs both relaxed: campaign {sum(c for c, _ in steps)} "
+            f"(median {statistics.median(c for c, _ in steps):g}, max {max(c for c, _ in steps)}), loop "
+            f"{sum(lp for _, lp in steps)} (median {statistics.median(lp for _, lp in steps):g}, max {max(lp for _, lp in steps)})"
+        )
+    from pymatgen.core import Structure
+
+    problems = []
     offenders = {name: d for name, d in deltas.items() if d > ENERGY_TOLERANCE_MEV}
+    verdicts = defaultdict(list)
     for name, d in sorted(offenders.items(), key=lambda item: -item[1]):
+        verdict, detail = judge_offender(Structure.from_dict(docs[name]["structure"]), campaign_energy(name), loop[name], model)
+        verdicts[verdict].append(name)
         print(
             f"  energy offender {name}: |ΔE| {d:.3f} meV/atom (campaign {campaign_energy(name):.5f}, "
-            f"loop {loop[name][0]:.5f} eV/atom, {len(structures[name])} sites, campaign steps {relax_of(name).get('n_steps')})"
+            f"loop {loop[name].energy_per_atom:.5f} eV/atom, {len(structures[name])} sites, steps campaign "
+            f"{relax_of(name).get('n_steps')} / loop {loop[name].n_steps}): {verdict}: {detail}"
         )
-    sys.stdout.flush()
-    assert not offenders, f"n={n}: {len(offenders)} relaxed energies differ by more than {ENERGY_TOLERANCE_MEV} meV/atom"
+    same = [d for name, d in deltas.items() if name not in verdicts["different minimum"]]
+    if deltas:
+        print(
+            f"relaxed energies beyond {ENERGY_TOLERANCE_MEV:g} meV/atom: {len(offenders)} of {len(deltas)}; different local minima "
+            f"(each energy reproduced by a single point, structures differ): {len(verdicts['different minimum'])}; "
+            f"discrepancies: {len(verdicts['discrepancy'])}; max |ΔE| over the rest {max(same, default=0.0):.3f} meV/atom"
+        )
+    if verdicts["discrepancy"]:
+        problems.append(f"n={n}: relaxed energies differ beyond {ENERGY_TOLERANCE_MEV} meV/atom: {', '.join(verdicts['discrepancy'])}")
+    if len(verdicts["different minimum"]) > MINIMA_SHARE * len(deltas):
+        problems.append(f"n={n}: {len(verdicts['different minimum'])} of {len(deltas)} inputs ended in a different minimum")
     allowed = int(0.01 * len(both_relaxed))
-    assert abs(campaign_converged - loop_converged) <= allowed, (
-        f"n={n}: converged campaign {campaign_converged} vs loop {loop_converged} (allowed difference {allowed})"
-    )
-    return {"speedup": speedup, "model_busy": model_busy}
+    if abs(campaign_converged - loop_converged) > allowed:
+        problems.append(f"n={n}: converged campaign {campaign_converged} vs loop {loop_converged} (allowed difference {allowed})")
+    sys.stdout.flush()
+    return {"speedup": speedup, "model_busy": model_busy, "problems": problems}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -423,6 +496,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"targets: >=5x at 1000, >=3x at 120, model-busy >=80% ({'; '.join(notes)})")
     last = 1000 if 1000 in figures else max(figures)
     print(f"campaign_speedup_real_{last}: {figures[last]['speedup']:.2f}")
+    problems = [p for f in figures.values() for p in f["problems"]]
+    if problems:
+        sys.stdout.flush()
+        raise SystemExit("error: " + "; ".join(problems))
 
 
 if __name__ == "__main__":

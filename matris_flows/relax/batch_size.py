@@ -15,8 +15,10 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-# Per-call overhead is amortised well before this on CPU (CHGNet: 32 cells / ~250 atoms).
-CPU_ATOMS_CAP = 512
+# On a CPU the per-atom cost of a call is flat beyond a few cells (CHGNet on MP Li-Fe-P-O, one
+# thread: 4.6-5.7 ms/atom from 20 to 822 atoms per call), so a larger batch gains nothing; a smaller
+# one leaves more of a worker's structures queued, where an idle worker can take them over.
+CPU_ATOMS_CAP = 256
 # Peak bytes per atom of an energy+forces+stress call, float32, dense ~2.3 g/cm3 cells;
 # measured on CPU (MatRIS-10M: Si64 peak RSS with matris_fast; CHGNet 0.3.0: 32 small cells).
 BYTES_PER_ATOM = {"matris": 60e6, "chgnet": 2e6}
