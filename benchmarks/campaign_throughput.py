@@ -1,12 +1,13 @@
 """Campaign throughput: a campaign vs a plain CHGNet loop on perturbed MP Li-Fe-P-O phases, with a per-stage split.
 
-For each size in ``--sizes`` (default 120 and 1000), a deterministic, seeded sample of entries of
-at most ``--max-sites`` (default 40) sites is drawn from the complete MP Li-Fe-P-O system
+The largest size in ``--sizes`` (default 120 and 1000) is a deterministic, seeded sample of entries of
+at most ``--max-sites`` (default 40) sites drawn from the complete MP Li-Fe-P-O system
 (``../shared/data/mp_chemsys/Li-Fe-P-O.json.gz``); each structure is rattled (every site moved
 0.05 Å in a random direction) and strained (a random symmetric strain, components uniform in
 ±2 %), as in ``hull_accuracy.py``. The file holds fewer eligible entries than the largest sizes
 (600 of <= 40 sites, 973 in all): a size beyond that takes every eligible entry once and fills the
-rest with further, independently perturbed copies of them (said in the sample line). The
+rest with further, independently perturbed copies of them (said in the sample line). Each smaller
+size is a seeded uniform random sample of those inputs, the very same perturbed structures. The
 campaign's generation dedup runs with tight tolerances (``DEDUP``: 0.5 % lattice, 0.01 site,
 0.5°), under which two perturbations of one phase are distinct inputs, so every input is
 screened, as the loop relaxes every input. The same inputs go through
@@ -21,9 +22,11 @@ screened, as the loop relaxes every input. The same inputs go through
   ``hull_accuracy.DefaultThreads``): CHGNet ``StructOptimizer(optimizer_class="FIRE", use_device="cpu")`` and
   ``relax(structure, fmax, steps, relax_cell=True, ase_filter="FrechetCellFilter")`` with the
   campaign's fmax and max steps (read back from a candidate document). Sizes up to
-  ``--loop-full-max`` (120) run the loop on every input; larger ones on a seeded random subset of
-  ``--loop-subset`` (60) inputs, and the loop's time is extrapolated: model load + mean time per
-  structure x n.
+  ``--loop-full-max`` (120) run the loop on every input; larger ones on a random subset of their
+  inputs, and the loop's time is extrapolated: model load + mean time per structure x n. That
+  subset is a smaller size's inputs when the loop ran all of them and they number at least
+  ``--loop-subset`` (60) (a uniform random sample of the larger size's inputs, so nothing is run
+  twice), otherwise a seeded random subset of ``--loop-subset`` inputs. Sizes run smallest first.
 
 Printed per size: the sample; campaign wall, loop wall (measured or extrapolated) and speedup,
 both over the inputs the campaign relaxed (like for like: the loop's time for those inputs) and
@@ -118,6 +121,11 @@ def load_inputs(path: Path, n: int, max_sites: int, seed: int) -> tuple[list[tup
         seen[entry_id] += 1
         inputs.append((name, perturb(Structure.from_dict(d["structure"]), rng)))
     return inputs, max(0, repeats)
+
+
+def _is_copy(name: str) -> bool:
+    """Whether an input name is a further perturbed copy of an entry (``load_inputs`` names them ``<entry>-r<k>``)."""
+    return name.rsplit("-", 1)[-1][:1] == "r" and name.rsplit("-", 1)[-1][1:].isdigit()
 
 
 def stage_of(name: str) -> str:
@@ -338,9 +346,37 @@ def service_figures(relax_jobs: list[dict], wall: float) -> tuple[list[str], dic
     return lines, busy
 
 
-def run_size(n: int, args, workdir: Path) -> dict:
+def inputs_of_size(all_inputs: list[tuple[str, object]], n: int, seed: int) -> list[tuple[str, object]]:
+    """The inputs of one size: all of the largest size's, or a seeded uniform random sample of them (in their order)."""
+    if n >= len(all_inputs):
+        return all_inputs
+    keep = set(random.Random(seed + n).sample(range(len(all_inputs)), n))
+    return [item for k, item in enumerate(all_inputs) if k in keep]
+
+
+class LoopCache:
+    """The plain loop's results by input name, shared by the sizes (their inputs are samples of one set)."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, LoopResult] = {}
+        self.load_s: float | None = None
+        self.model = None
+
+    def run(self, structures: dict, settings: dict | None) -> dict[str, LoopResult]:
+        """The loop's result for each of ``structures``, running it on those not yet run."""
+        todo = {name: s for name, s in structures.items() if name not in self.results}
+        if todo:
+            results, load_s, model = run_plain_loop(todo, settings)
+            self.results.update(results)
+            if self.model is None:
+                self.load_s, self.model = load_s, model
+        return {name: self.results[name] for name in structures}
+
+
+def run_size(n: int, all_inputs: list[tuple[str, object]], loop_cache: LoopCache, args, workdir: Path) -> dict:
     """One size: sample, campaign, plain loop, figures; prints its block and returns the figures for the targets."""
-    inputs, repeats = load_inputs(args.data, n, args.max_sites, args.seed)
+    inputs = inputs_of_size(all_inputs, n, args.seed)
+    repeats = sum(_is_copy(name) for name, _ in inputs)
     structures = dict(inputs)
     folder = workdir / f"n{n}"
     input_dir = folder / "inputs"
@@ -359,8 +395,16 @@ def run_size(n: int, args, workdir: Path) -> dict:
     records, relax_jobs = read_run_records(spec, folder / "campaign")
 
     full = n <= args.loop_full_max or args.loop_subset >= n
-    loop_names = sorted(structures) if full else sorted(random.Random(args.seed + n).sample(sorted(structures), args.loop_subset))
-    loop, load_s, model = run_plain_loop({name: structures[name] for name in loop_names}, settings)
+    measured = sorted(name for name in structures if name in loop_cache.results)
+    if full:
+        loop_names = sorted(structures)
+    elif len(measured) >= args.loop_subset:
+        # a smaller size's inputs, all through the loop already: a uniform random sample of these too
+        loop_names = measured
+    else:
+        loop_names = sorted(random.Random(args.seed + n).sample(sorted(structures), args.loop_subset))
+    loop = loop_cache.run({name: structures[name] for name in loop_names}, settings)
+    load_s, model = loop_cache.load_s, loop_cache.model
     mean_s = statistics.fmean(r.seconds for r in loop.values())
 
     relaxed = [name for name in structures if name in docs]  # the inputs the campaign screened (relaxed, assessed)
@@ -371,7 +415,7 @@ def run_size(n: int, args, workdir: Path) -> dict:
     else:
         loop_relaxed = load_s + mean_s * len(relaxed)
         loop_all = load_s + mean_s * n
-        how = f"extrapolated: load {load_s:.1f} s + mean {mean_s:.2f} s/structure over {len(loop)} inputs x n"
+        how = f"extrapolated: load {load_s:.1f} s + mean {mean_s:.2f} s/structure over {len(loop)} random inputs x n"
     speedup = loop_relaxed / campaign_wall
     speedup_all = loop_all / campaign_wall
 
@@ -478,7 +522,9 @@ def main(argv: list[str] | None = None) -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="campaign_throughput_"))
     log(f"work directory: {workdir}")
 
-    figures = {n: run_size(n, args, workdir) for n in sizes}
+    all_inputs, _ = load_inputs(args.data, max(sizes), args.max_sites, args.seed)
+    loop_cache = LoopCache()
+    figures = {n: run_size(n, all_inputs, loop_cache, args, workdir) for n in sorted(sizes)}
 
     notes = []
     for n, target in TARGETS.items():
