@@ -36,8 +36,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # shared CPU
 import orjson
 from maggma.stores import MontyStore
 
-from matris_flows.sqlite_store import SQLiteStore
-from matris_flows.stores import CANDIDATE_INDEXES
+from matris_flows.stores.backends import CANDIDATE_INDEXES
+from matris_flows.stores.sqlite.store import SQLiteStore
 
 BATCH = 200
 N_CHEMSYS = 200

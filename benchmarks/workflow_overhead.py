@@ -177,7 +177,8 @@ def run_workflow(client, structures, ids, settings, chunk_size, campaign_dir: Pa
 
     from matris_flows.execution.dask_manager import run_on_dask
     from matris_flows.relax.jobs import RelaxMaker
-    from matris_flows.stores import StoreConfig, make_job_store
+    from matris_flows.stores.backends import make_job_store
+    from matris_flows.stores.config import StoreConfig
 
     campaign_dir.mkdir(parents=True, exist_ok=True)
     profiler = cProfile.Profile() if profile else None

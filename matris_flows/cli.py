@@ -257,7 +257,7 @@ def _resume(campaign: Path | None) -> str:
 
 
 def _database_advice(exc, campaign: Path | None) -> str:
-    """What to do about a campaign database that failed (see :class:`~matris_flows.sqlite_store.DatabaseFileError`)."""
+    """What to do about a campaign database that failed (see :class:`~matris_flows.stores.sqlite.errors.DatabaseFileError`)."""
     if exc.kind == "corrupt":
         fresh = f"`matris-flows screen {campaign / 'spec.yaml'} --dir {campaign} --fresh`" if campaign else "`screen --fresh`"
         return f"restore it from a backup, or start the campaign over with {fresh}"
@@ -282,8 +282,9 @@ def _user_error(exc: BaseException, campaign: Path | None = None) -> str | None:
     from matris_flows.campaign.spec import SpecError
     from matris_flows.execution.dask_manager import StalledError
     from matris_flows.results.query import QueryError
-    from matris_flows.sqlite_store import database_file_error
-    from matris_flows.stores import StoreConfigError, unusable_reason
+    from matris_flows.stores.config import StoreConfigError
+    from matris_flows.stores.health import unusable_reason
+    from matris_flows.stores.sqlite.errors import database_file_error
 
     if isinstance(exc, SpecError | StoreConfigError | CampaignLockedError | StalledError | QueryError | FileNotFoundError):
         return _one_line(exc)
@@ -322,7 +323,7 @@ def _campaign_dir(args) -> Path | None:
 def _setup_console() -> None:
     """Warnings and errors on stderr, no library noise; the campaign log gets INFO (see runner)."""
     from matris_flows.core.quiet import quiet_dask_shutdown, silence_library_warnings
-    from matris_flows.stores import set_mongo_client_options
+    from matris_flows.stores.backends import set_mongo_client_options
 
     silence_library_warnings()
     quiet_dask_shutdown()

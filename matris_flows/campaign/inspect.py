@@ -18,7 +18,7 @@ from matris_flows.campaign.reading import open_candidates as candidates_store
 from matris_flows.campaign.spec import load_spec
 from matris_flows.results import plot_hull, plot_hull_html
 from matris_flows.results.plot import plot_elements, subsystem_chemsys
-from matris_flows.stores import make_collection_store
+from matris_flows.stores.backends import make_collection_store
 
 __all__ = ["candidates_store", "export_campaign", "plot_campaign", "query_campaign", "references_store"]
 

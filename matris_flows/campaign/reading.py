@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from matris_flows.campaign.spec import SpecError, load_spec
-from matris_flows.stores import make_candidates_store
+from matris_flows.stores.backends import make_candidates_store
 
 if TYPE_CHECKING:
     from maggma.core import Store

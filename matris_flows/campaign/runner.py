@@ -16,7 +16,7 @@ A campaign lives in one directory:
 
 The files are readable by their owner only (mode 0600). None holds a secret: the spec and
 the Flow name stores by their config (environment variable names, see
-:class:`~matris_flows.stores.CampaignStore`). ``flow.json`` is decoded with the class
+:class:`~matris_flows.stores.campaign_store.CampaignStore`). ``flow.json`` is decoded with the class
 allowlist of :mod:`matris_flows.core.serialization` (and only its job uuids are taken
 from it), so a tampered file cannot make a resume import or run anything.
 
@@ -49,14 +49,14 @@ from pydantic import BaseModel, Field
 
 from matris_flows.campaign.spec import CampaignSpec, SpecError, check_spec_files, load_spec
 from matris_flows.core.serialization import UnsafeJSONError, safe_loads
-from matris_flows.stores import (
-    StoreConfig,
-    check_store,
+from matris_flows.stores.backends import (
     connect_job_store,
     make_candidates_store,
     make_collection_store,
     make_job_store,
 )
+from matris_flows.stores.config import StoreConfig
+from matris_flows.stores.health import check_store
 
 if TYPE_CHECKING:
     from jobflow import Flow, JobStore
@@ -438,7 +438,7 @@ def _run(
     failures = _FailureRecord(directory)
     from matris_flows.campaign.failed_chunks import publish_failed_chunk
     from matris_flows.core.publishing import CANDIDATES_STORE_NAME
-    from matris_flows.sqlite_store import DatabaseFileError
+    from matris_flows.stores.sqlite.errors import DatabaseFileError
 
     def on_event(event: JobEvent) -> None:
         if event.status == "failed":

@@ -12,7 +12,7 @@ from matris_flows.generation.pipeline import DedupSettings
 from matris_flows.potentials.naming import DEFAULT_POTENTIAL, check_import_allowed, parse_potential
 from matris_flows.relax.defaults import resolve_settings
 from matris_flows.relax.schemas import RelaxSettings
-from matris_flows.stores import StoreConfig, load_store_config
+from matris_flows.stores.config import StoreConfig, load_store_config
 
 _STRICT = ConfigDict(extra="forbid")
 

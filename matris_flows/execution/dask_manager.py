@@ -68,7 +68,7 @@ from matris_flows.core.job_slot import job_slot
 from matris_flows.core.publishing import WRITE_ONLY_STORE
 from matris_flows.core.serialization import safe_decode
 from matris_flows.execution.kill_points import kill_point
-from matris_flows.stores import JOURNAL_STORE_NAME
+from matris_flows.stores.config import JOURNAL_STORE_NAME
 
 if TYPE_CHECKING:
     from distributed import Client, Future

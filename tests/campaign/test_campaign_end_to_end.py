@@ -11,7 +11,7 @@ from matris_flows.campaign.runner import FLOW_FILE, SPEC_FILE, resume_campaign, 
 from matris_flows.campaign.spec import load_spec
 from matris_flows.cli import main
 from matris_flows.results import CandidateQuery
-from matris_flows.stores import make_job_store
+from matris_flows.stores.backends import make_job_store
 
 # L1_2 A3B alloys of Cu, Ni, Pd; EMT energies are not MP-compatible, so the hull is the
 # campaign-internal one (elemental references relaxed with EMT inside the hull job).

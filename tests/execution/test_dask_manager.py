@@ -9,7 +9,8 @@ from jobflow import Flow, run_locally
 from monty.json import MontyDecoder
 
 from matris_flows.execution.dask_manager import run_on_dask
-from matris_flows.stores import StoreConfig, make_job_store
+from matris_flows.stores.backends import make_job_store
+from matris_flows.stores.config import StoreConfig
 from matris_flows.testing import jobs as tj
 
 

@@ -5,15 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from matris_flows.stores import (
-    CANDIDATE_INDEXES,
-    StoreConfig,
-    StoreConfigError,
-    describe_store,
-    load_store_config,
-    make_candidates_store,
-    make_job_store,
-)
+from matris_flows.stores.backends import CANDIDATE_INDEXES, make_candidates_store, make_job_store
+from matris_flows.stores.config import StoreConfig, StoreConfigError, describe_store, load_store_config
 
 STORES = Path(__file__).parents[2] / "stores"
 

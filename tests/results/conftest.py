@@ -8,8 +8,8 @@ import pytest  # noqa: E402
 from maggma.stores import MemoryStore, MontyStore  # noqa: E402
 from results_dataset import candidate_docs, reference_entries  # noqa: E402
 
-from matris_flows.sqlite_store import SQLiteStore  # noqa: E402
-from matris_flows.stores import index_candidates  # noqa: E402
+from matris_flows.stores.backends import index_candidates  # noqa: E402
+from matris_flows.stores.sqlite.store import SQLiteStore  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from maggma.stores import MemoryStore
 from pymongo.errors import DuplicateKeyError
 from sqlite_damage import overwrite_index_page
 
-from matris_flows.sqlite_store import SQLiteStore
+from matris_flows.stores.sqlite.store import SQLiteStore
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 250000)
 
@@ -185,14 +185,14 @@ def test_sql_translation_is_exact_or_a_superset(tmp_path):
     """The SQL WHERE alone (no Python matcher) gives exactly mongomock's matches when marked exact, else more."""
     from mongomock_ng.helpers import patch_datetime_awareness_in_document
 
-    from matris_flows.sqlite_store import _Translator
+    from matris_flows.stores.sqlite.translate import Translator
 
     mem, sql = _memory(), _sqlite(tmp_path, indexed=True)
     conn = sql._collection.connection
     kinds = sql._kinds(conn)
     exact = 0
     for criteria in QUERIES:
-        where = _Translator(kinds).where(patch_datetime_awareness_in_document(criteria))
+        where = Translator(kinds).where(patch_datetime_awareness_in_document(criteria))
         if where is None:
             continue
         rows = conn.execute(
@@ -467,7 +467,7 @@ def test_iterating_while_updating(tmp_path):
 READER = textwrap.dedent(
     """
     import sys, time
-    from matris_flows.sqlite_store import SQLiteStore
+    from matris_flows.stores.sqlite.store import SQLiteStore
     path, total, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     store = SQLiteStore("stream", path)
     store.connect()
@@ -556,7 +556,7 @@ def test_a_full_database_is_a_database_file_error_and_the_store_stays_usable(tmp
     and the next transaction works once there is room again."""
     import sqlite3
 
-    from matris_flows.sqlite_store import DatabaseFileError
+    from matris_flows.stores.sqlite.errors import DatabaseFileError
 
     path = tmp_path / "full.sqlite"
     store = SQLiteStore("docs", str(path))
@@ -579,7 +579,7 @@ def test_a_full_database_is_a_database_file_error_and_the_store_stays_usable(tmp
 def test_a_damaged_collection_is_found_when_a_store_opens_it(tmp_path):
     """quick_check of the collection's table and indexes at connect: an index page no query reads is damaged."""
 
-    from matris_flows.sqlite_store import DatabaseFileError
+    from matris_flows.stores.sqlite.errors import DatabaseFileError
 
     path = tmp_path / "damaged.sqlite"
     store = SQLiteStore("docs", str(path))

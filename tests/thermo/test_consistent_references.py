@@ -21,7 +21,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from matris_flows.potentials.naming import parse_potential
 from matris_flows.relax.jobs import RelaxMaker
 from matris_flows.relax.schemas import PotentialInfo, RelaxationDocument, RelaxBatchOutput, RelaxSettings, RelaxStatus
-from matris_flows.sqlite_store import SQLiteStore
+from matris_flows.stores.sqlite.store import SQLiteStore
 from matris_flows.thermo.consistent_references import (
     ConsistentReferences,
     ConsistentReferenceSet,
@@ -258,7 +258,8 @@ def test_campaigns_share_the_consistent_hull_through_their_store(cu_au_file, tmp
     """An EMT campaign relaxes the MP phases once (visible jobs); the next one on the same store reuses them."""
     from matris_flows.campaign.inspect import query_campaign
     from matris_flows.campaign.runner import run_campaign
-    from matris_flows.stores import StoreConfig, connect_job_store
+    from matris_flows.stores.backends import connect_job_store
+    from matris_flows.stores.config import StoreConfig
 
     store_dir = tmp_path / "shared-store"
     docs = {}

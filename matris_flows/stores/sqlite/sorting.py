@@ -1,0 +1,56 @@
+"""mongomock's sort order in Python: for sorts SQL cannot reproduce, and for the order of ``groupby``'s groups."""
+
+from __future__ import annotations
+
+import operator
+
+from maggma.core import Sort
+from mongomock_ng.filtering import bson_compare, resolve_sort_key
+
+
+class SortKey:
+    """mongomock's order: each sort field by its resolved sort key, then natural (rowid) order."""
+
+    __slots__ = ("dirs", "rowid", "vals")
+
+    def __init__(self, doc: dict, rowid: int, sort: list[tuple[str, int]]):
+        self.vals = []
+        for field, _ in sort:
+            flag, comparable = resolve_sort_key(field, doc)
+            self.vals.append((flag, comparable.obj))
+        self.dirs = [d for _, d in sort]
+        self.rowid = rowid
+
+    def __lt__(self, other: SortKey) -> bool:
+        for (fa, a), (fb, b), d in zip(self.vals, other.vals, self.dirs, strict=True):
+            if fa != fb:
+                return (fa < fb) == (d > 0)
+            if bson_compare(operator.lt, a, b):
+                return d > 0
+            if bson_compare(operator.lt, b, a):
+                return d < 0
+        return self.rowid < other.rowid
+
+
+class BsonTuple:
+    """Tuple of values ordered by BSON comparison (mixed types sort instead of raising)."""
+
+    __slots__ = ("vals",)
+
+    def __init__(self, vals: tuple):
+        self.vals = vals
+
+    def __lt__(self, other: BsonTuple) -> bool:
+        for a, b in zip(self.vals, other.vals, strict=True):
+            if bson_compare(operator.lt, a, b):
+                return True
+            if bson_compare(operator.lt, b, a):
+                return False
+        return False
+
+
+def normalize_sort(sort: dict | None) -> list[tuple[str, int]]:
+    """A maggma ``sort`` dict as ``[(field, 1 or -1), ...]``."""
+    if not sort:
+        return []
+    return [(k, v.value if isinstance(v, Sort) else (1 if int(v) >= 0 else -1)) for k, v in sort.items()]
