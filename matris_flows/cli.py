@@ -278,7 +278,7 @@ def _user_error(exc: BaseException, campaign: Path | None = None) -> str | None:
     """
     import sqlite3
 
-    from matris_flows.campaign.runner import CampaignLockedError
+    from matris_flows.campaign.directory import CampaignLockedError
     from matris_flows.campaign.spec import SpecError
     from matris_flows.execution.dask_manager import StalledError
     from matris_flows.results.query import QueryError
@@ -304,12 +304,12 @@ def _user_error(exc: BaseException, campaign: Path | None = None) -> str | None:
 
 def _campaign_dir(args) -> Path | None:
     """The campaign directory a command works on, once it holds a campaign (for advice in error messages)."""
-    from matris_flows.campaign.runner import SPEC_FILE
+    from matris_flows.campaign.directory import SPEC_FILE
 
     directory = getattr(args, "campaign", None) or getattr(args, "dir", None)
     if directory is None and args.command == "screen":
         try:
-            from matris_flows.campaign.runner import campaign_dir_for
+            from matris_flows.campaign.directory import campaign_dir_for
             from matris_flows.campaign.spec import load_spec
 
             directory = campaign_dir_for(load_spec(args.spec))
@@ -321,7 +321,7 @@ def _campaign_dir(args) -> Path | None:
 
 
 def _setup_console() -> None:
-    """Warnings and errors on stderr, no library noise; the campaign log gets INFO (see runner)."""
+    """Warnings and errors on stderr, no library noise; the campaign log gets INFO (see directory.campaign_log)."""
     from matris_flows.core.quiet import quiet_dask_shutdown, silence_library_warnings
     from matris_flows.stores.backends import set_mongo_client_options
 
@@ -377,25 +377,25 @@ def _run(args) -> int:
         print(_summary_table(summary))
         return 0 if not summary.jobs_failed else 1
     if args.command == "status":
-        from matris_flows.campaign.runner import campaign_status
+        from matris_flows.campaign.status import campaign_status
 
         print(json.dumps(campaign_status(args.campaign), indent=2))
         return 0
     if args.command == "query":
-        from matris_flows.campaign.reading import find_candidates
+        from matris_flows.campaign.reading import query_campaign
         from matris_flows.results.formatting import DEFAULT_COLUMNS, format_candidates
 
         columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else DEFAULT_COLUMNS
-        print(format_candidates(find_candidates(args.campaign, _query_from_args(args)), args.format, columns))
+        print(format_candidates(query_campaign(args.campaign, _query_from_args(args)), args.format, columns))
         return 0
     if args.command == "export":
-        from matris_flows.campaign.reading import export_candidates
+        from matris_flows.campaign.reading import export_campaign
 
-        paths = export_candidates(args.campaign, args.out, args.format, _query_from_args(args))
+        paths = export_campaign(args.campaign, args.out, args.format, _query_from_args(args))
         print(f"wrote {len(paths)} structures to {args.out}")
         return 0
     if args.command == "plot":
-        from matris_flows.campaign.inspect import plot_campaign
+        from matris_flows.campaign.reading import plot_campaign
 
         if args.out is None and args.html is None:
             print("error: plot needs --out, --html or both", file=sys.stderr)

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from matris_flows.campaign.inspect import plot_campaign, query_campaign
-from matris_flows.campaign.runner import FLOW_FILE, SPEC_FILE, resume_campaign, run_campaign
+from matris_flows.campaign.directory import FLOW_FILE, SPEC_FILE
+from matris_flows.campaign.reading import plot_campaign, query_campaign
+from matris_flows.campaign.runner import resume_campaign, run_campaign
 from matris_flows.campaign.spec import load_spec
 from matris_flows.cli import main
 from matris_flows.results import CandidateQuery

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from matris_flows.campaign.runner import FAILURES_FILE, LOCK_FILE, LOG_FILE
+from matris_flows.campaign.directory import DRIVER_FILE, FAILURES_FILE, LOG_FILE
 from matris_flows.cli import main
 
 SPEC = """
@@ -153,21 +153,32 @@ def test_fresh_empties_the_campaign_store(tmp_path, capsys):
     assert {d["chemsys"] for d in docs} == {"Cu-Pd"}, "no candidate of the old campaign is left"
 
 
+_HOLD_LOCK = """
+import sys, time
+from matris_flows.campaign.directory import campaign_lock
+with campaign_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
 def test_a_second_driver_is_refused_and_a_stale_lock_taken_over(tmp_path, capsys):
     spec = write_spec(tmp_path / "spec.yaml")
     directory = tmp_path / "campaign"
     directory.mkdir()
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    live = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(directory)], stdout=subprocess.PIPE, text=True)
     try:
-        (directory / LOCK_FILE).write_text(f"{live.pid}\n{socket.gethostname()}\n")
+        assert live.stdout.readline() == "locked\n"
         assert main(["screen", str(spec), "--dir", str(directory), "--local"]) == 2
         assert f"PID {live.pid}" in one_error_line(capsys)
     finally:
-        live.kill()
+        live.kill()  # SIGKILL, as a driver killed mid-run: nothing is cleaned up
         live.wait()
-    # the holder is gone now: its lock is stale and the next driver takes it over
+        live.stdout.close()
+    assert (directory / DRIVER_FILE).read_text() == f"{live.pid}\n{socket.gethostname()}\n", "the dead driver's record stays"
+    # the holder is gone now: the kernel released its lock, and the next driver takes over
     assert main(["screen", str(spec), "--dir", str(directory), "--local"]) == 0
-    assert not (directory / LOCK_FILE).exists()
+    assert not (directory / DRIVER_FILE).exists()
 
 
 def test_a_failed_job_says_why_and_resume_completes_after_the_fix(tmp_path, capsys, monkeypatch):

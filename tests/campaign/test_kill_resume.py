@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from matris_flows.campaign.inspect import query_campaign
-from matris_flows.campaign.runner import SPEC_FILE, resume_campaign, run_campaign
+from matris_flows.campaign.directory import SPEC_FILE
+from matris_flows.campaign.reading import query_campaign
+from matris_flows.campaign.runner import resume_campaign, run_campaign
 from matris_flows.campaign.spec import load_spec
 from matris_flows.execution.kill_points import KILL_AT_ENV
 from matris_flows.stores.backends import make_job_store

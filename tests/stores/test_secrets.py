@@ -118,7 +118,8 @@ def test_no_password_in_the_campaign_directory_store_logs_or_tasks(mongo_server,
     from distributed import Client
     from distributed.protocol.pickle import dumps as dask_pickle
 
-    from matris_flows.campaign.runner import FLOW_FILE, SPEC_FILE, run_campaign
+    from matris_flows.campaign.directory import FLOW_FILE, SPEC_FILE
+    from matris_flows.campaign.runner import run_campaign
 
     _seed_mp_cache(mongo_server)
     spec_path = tmp_path / "spec.yaml"

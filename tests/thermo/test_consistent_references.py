@@ -256,7 +256,7 @@ execution:
 
 def test_campaigns_share_the_consistent_hull_through_their_store(cu_au_file, tmp_path):
     """An EMT campaign relaxes the MP phases once (visible jobs); the next one on the same store reuses them."""
-    from matris_flows.campaign.inspect import query_campaign
+    from matris_flows.campaign.reading import query_campaign
     from matris_flows.campaign.runner import run_campaign
     from matris_flows.stores.backends import connect_job_store
     from matris_flows.stores.config import StoreConfig
