@@ -16,8 +16,9 @@ from matris_flows.campaign.reading import export_candidates as export_campaign
 from matris_flows.campaign.reading import find_candidates as query_campaign
 from matris_flows.campaign.reading import open_candidates as candidates_store
 from matris_flows.campaign.spec import load_spec
-from matris_flows.results import plot_hull, plot_hull_html
-from matris_flows.results.plot import plot_elements, subsystem_chemsys
+from matris_flows.results.hull_data import plot_elements, subsystem_chemsys
+from matris_flows.results.hull_matplotlib import plot_hull
+from matris_flows.results.hull_plotly import plot_hull_html
 from matris_flows.stores import make_collection_store
 
 __all__ = ["candidates_store", "export_campaign", "plot_campaign", "query_campaign", "references_store"]
