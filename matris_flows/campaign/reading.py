@@ -88,8 +88,9 @@ def plot_campaign(
         ValueError: one-line message for a bad chemical system or output, or when the store
             holds no reference phases for ``chemsys``.
     """
-    from matris_flows.results import plot_hull, plot_hull_html
-    from matris_flows.results.plot import plot_elements, subsystem_chemsys
+    from matris_flows.results.hull_data import plot_elements, subsystem_chemsys
+    from matris_flows.results.hull_matplotlib import plot_hull
+    from matris_flows.results.hull_plotly import plot_hull_html
 
     if path is None and html is None:
         raise ValueError("give a picture path, an html path or both")

@@ -13,8 +13,9 @@ from results_dataset import candidate_docs, reference_entries
 
 import matris_flows.campaign.reading as reading_module
 from matris_flows.cli import main
-from matris_flows.results import hull_data, plot_hull, plot_hull_html
-from matris_flows.results.plot import hull_figure
+from matris_flows.results.hull_data import hull_data
+from matris_flows.results.hull_matplotlib import hull_figure, plot_hull
+from matris_flows.results.hull_plotly import plot_hull_html
 from matris_flows.thermo.references import LocalFileReferences
 
 CAMPAIGN = "alpha"
