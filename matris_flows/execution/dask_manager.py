@@ -6,7 +6,7 @@ its flow has finished, including the parents' replacements, detours and addition
 (``run_locally`` runs those depth-first before moving on, so children always see
 the final output of a replaced job).
 
-Store access.  The embedded store (MontyStore) takes one writer, so by default
+Store access.  The embedded store (SQLiteStore) takes one writer, so by default
 workers never touch it: the driver reads the output documents a job references
 (following references nested in those outputs) and ships them with the job; the
 worker runs the unmodified ``Job.run`` against a throwaway in-memory ``JobStore``

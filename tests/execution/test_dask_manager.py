@@ -261,7 +261,7 @@ def test_resume_false_reruns(dask_client, new_job_store, tmp_path):
 
 
 def test_direct_writes_to_shared_store(dask_client, tmp_path):
-    # montydb/sqlite stands in for MongoDB here; the flow is linear so that
+    # the embedded SQLite store stands in for MongoDB here; the flow is linear so that
     # only one process writes at a time
     a = tj.add(1, 2)
     b = tj.add_with_trajectory(a.output, 1)
