@@ -8,8 +8,8 @@ Documents are in :mod:`.schemas`.
 """
 
 # Imported lazily (PEP 562): the spec and the CLI's read-only commands import
-# ``generation.filters``/``generation.schemas`` and must not pay for the sources' heavy
-# dependencies (pymatgen analysis, sympy, pyxtal).
+# ``generation.filters``/``generation.schemas``/``generation.source_settings`` and must not
+# pay for the sources' heavy dependencies (pymatgen analysis, sympy, pyxtal).
 _EXPORTS = {
     "FileSourceMaker": "jobs",
     "PrototypeMaker": "jobs",

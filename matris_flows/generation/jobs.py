@@ -2,11 +2,13 @@
 
 Source Makers (``SubstitutionMaker``, ``PrototypeMaker``, ``RandomSearchMaker``,
 ``FileSourceMaker``) each make one job that generates, filters and dedups their own
-candidates. ``ShardedGenerationMaker`` combines them and runs a campaign of any size as a
-flat, parallel fan-out: a planning job splits the sources' work units into shards and adds
-one job per shard, holding that shard's own units (a file is its path and content digest,
-not a place in a listing); each shard job generates and deduplicates its units and is
-replaced by one downstream job (relaxation and hull) per chunk of its candidates.
+candidates; the settings a campaign spec can give take their defaults from
+:mod:`.source_settings`. ``ShardedGenerationMaker`` combines the sources and runs a
+campaign of any size as a flat, parallel fan-out: a planning job splits the sources' work
+units into shards and adds one job per shard, holding that shard's own units (a file is
+its path and content digest, not a place in a listing); each shard job generates and
+deduplicates its units and is replaced by one downstream job (relaxation and hull) per
+chunk of its candidates.
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ from matris_flows.generation.schemas import (
     GenerationShard,
     RejectedCandidate,
     RejectionReason,
+)
+from matris_flows.generation.source_settings import (
+    FileSource,
+    PrototypeSource,
+    RandomSearchSource,
+    SubstitutionSource,
+    field_default,
 )
 from matris_flows.generation.substitution import TemplateLike, iter_substitution_candidates, load_templates
 
@@ -96,15 +105,15 @@ class SubstitutionMaker(CandidateSourceMaker):
 
     name: str = "substitution candidates"
     templates: list[TemplateLike] = field(default_factory=list)
-    threshold: float = 1e-3
-    max_substituted_species: int = 2
-    allowed_elements: list[str] | None = None
-    partial_fractions: tuple[float, ...] = ()
+    threshold: float = field_default(SubstitutionSource, "threshold")
+    max_substituted_species: int = field_default(SubstitutionSource, "max_substituted_species")
+    allowed_elements: list[str] | None = field_default(SubstitutionSource, "allowed_elements")
+    partial_fractions: tuple[float, ...] = tuple(field_default(SubstitutionSource, "partial_fractions"))
     max_partial_sites: int = 8
     n_orderings: int = 1
-    max_per_template: int | None = None
-    max_templates: int | None = None
-    max_template_atoms: int | None = None
+    max_per_template: int | None = field_default(SubstitutionSource, "max_per_template")
+    max_templates: int | None = field_default(SubstitutionSource, "max_templates")
+    max_template_atoms: int | None = field_default(SubstitutionSource, "max_template_atoms")
 
     def _loaded(self) -> list[tuple[str, Structure]]:
         # Loading a 1000-entry chemsys file takes seconds: once per Maker instance, and once
@@ -155,8 +164,8 @@ class PrototypeMaker(CandidateSourceMaker):
 
     name: str = "prototype candidates"
     element_lists: list[list[str]] = field(default_factory=list)
-    prototypes: list[str] | None = None
-    charge_balanced: bool = True
+    prototypes: list[str] | None = field_default(PrototypeSource, "prototypes")
+    charge_balanced: bool = field_default(PrototypeSource, "charge_balanced")
     charge_balance_method: str = "pymatgen"
     permute_lists: bool = True
 
@@ -181,9 +190,9 @@ class RandomSearchMaker(CandidateSourceMaker):
 
     name: str = "random search candidates"
     compositions: list[str] = field(default_factory=list)
-    space_groups: list[int] = field(default_factory=lambda: list(range(2, 231)))
-    formula_units: list[int] = field(default_factory=lambda: [1, 2, 4])
-    n_seeds: int = 1
+    space_groups: list[int] = field(default_factory=partial(field_default, RandomSearchSource, "space_groups"))
+    formula_units: list[int] = field(default_factory=partial(field_default, RandomSearchSource, "formula_units"))
+    n_seeds: int = field_default(RandomSearchSource, "n_seeds")
     seed: int = 0
     volume_factor: float = 1.1
 
@@ -204,7 +213,7 @@ class FileSourceMaker(CandidateSourceMaker):
 
     name: str = "file candidates"
     paths: list[str] = field(default_factory=list)
-    order_disordered: bool = False
+    order_disordered: bool = field_default(FileSource, "order_disordered")
     n_orderings: int = 1
 
     def work_units(self) -> Sequence[FileUnit]:
