@@ -86,7 +86,7 @@ def clear_campaign_stores(config: StoreConfig, directory: str | Path) -> None:
     emptied: outputs, large data, journal, candidates, references. The MP API cache is kept.
     """
     directory = Path(directory)
-    if config.type in ("sqlite", "monty"):
+    if config.type == "sqlite":
         folder = Path(config.path) if Path(config.path).is_absolute() else directory / config.path
         if folder.resolve().is_relative_to(directory.resolve()) and folder.resolve() != directory.resolve():
             shutil.rmtree(folder, ignore_errors=True)

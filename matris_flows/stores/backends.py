@@ -8,7 +8,6 @@ top-level ``stores/`` folder), never by branches in calling code:
   no server, one writer (the Dask driver), readers while it runs. Chosen over montydb
   after measuring both (``benchmarks/store_backends.py``): montydb has no indexes, so each
   upsert scans (75 ms per document at 1k documents, against 0.05 ms).
-- ``monty``: on-disk MontyStore (montydb), kept for existing campaign directories.
 - ``mongo`` / ``mongo_uri``: MongoDB by host/port or by URI (Atlas); large data in
   GridFS or S3; workers may write directly.
 - ``memory``: in-process MemoryStore, for tests.
@@ -75,19 +74,6 @@ def _sqlite(config: StoreConfig, campaign_dir, collection: str) -> Store:
     return SQLiteStore(collection, database_path=str(path / f"{config.database}.sqlite"))
 
 
-def _monty(config: StoreConfig, campaign_dir, collection: str) -> Store:
-    from maggma.stores import MontyStore
-
-    path = database_dir(config, campaign_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return MontyStore(
-        collection,
-        database_path=str(path),
-        database_name=config.database,
-        storage=config.monty_storage,
-    )
-
-
 def _memory(config: StoreConfig, campaign_dir, collection: str) -> Store:
     from maggma.stores import MemoryStore
 
@@ -134,7 +120,6 @@ def mongo_store(config: StoreConfig, campaign_dir, collection: str) -> Store:
 
 _COLLECTION_BUILDERS: dict[str, Callable[[StoreConfig, Any, str], Store]] = {
     "sqlite": _sqlite,
-    "monty": _monty,
     "memory": _memory,
     "mongo": mongo_store,
     "mongo_uri": mongo_store,
@@ -223,8 +208,7 @@ def make_candidates_store(
 ) -> Store:
     """The ``candidates`` collection, connected and indexed for queries.
 
-    Indexed on :data:`CANDIDATE_INDEXES` where the backend has indexes (MongoDB,
-    MemoryStore, SQLite); montydb has none and scans.
+    Indexed on :data:`CANDIDATE_INDEXES` (every backend of the factory has indexes).
     """
     config = config or StoreConfig()
     store = make_collection_store(config, campaign_dir, config.candidates_collection)
@@ -240,7 +224,7 @@ def index_candidates(store: Store) -> None:
         try:
             store.ensure_index(field, unique=field == "candidate_id")
         except NotImplementedError:
-            # montydb has no indexes; its queries scan
+            # a Store without indexes (maggma's MontyStore, for one) scans instead
             logger.debug(f"{type(store).__name__} cannot index {field}")
             break
 

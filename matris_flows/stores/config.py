@@ -9,10 +9,11 @@ hold credentials, never the credentials.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 DATA_STORE_NAME = "data"
 """JobStore additional store for trajectories and other large outputs."""
@@ -25,12 +26,16 @@ class StoreConfigError(ValueError):
     """A store configuration that cannot be loaded or used."""
 
 
+REMOVED_MONTY = "the 'monty' store backend (montydb) was removed: use type: sqlite, the embedded store that replaced it"
+"""Why a config with ``type: monty`` is refused."""
+
+
 class StoreConfig(BaseModel):
     """Which database holds a campaign's job outputs and candidates."""
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["sqlite", "monty", "mongo", "mongo_uri", "memory"] = Field(
+    type: Literal["sqlite", "mongo", "mongo_uri", "memory"] = Field(
         "sqlite", description="Backend of every collection."
     )
     database: str = Field("matris_flows", description="Database name.")
@@ -52,14 +57,10 @@ class StoreConfig(BaseModel):
         description="Where large data goes: a collection of the same backend, "
         "GridFS (mongo types) or S3.",
     )
-    # sqlite / monty
+    # sqlite
     path: str = Field(
         "database",
-        description="Database directory (sqlite: holds <database>.sqlite; monty: the montydb folder), "
-        "relative to the campaign directory unless absolute.",
-    )
-    monty_storage: Literal["sqlite", "flatfile", "lightning"] = Field(
-        "sqlite", description="montydb storage engine."
+        description="Database directory (holds <database>.sqlite), relative to the campaign directory unless absolute.",
     )
     # mongo
     host: str = Field("localhost", description="MongoDB host (type mongo).")
@@ -80,6 +81,22 @@ class StoreConfig(BaseModel):
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint (non-AWS).")
     s3_profile: str | None = Field(None, description="AWS credentials profile.")
     s3_prefix: str | None = Field(None, description="Key prefix inside the bucket.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_monty_storage(cls, data: Any) -> Any:
+        # Earlier versions had a montydb backend and wrote monty_storage into every store config
+        # they saved (a campaign's spec.yaml, flow.json and journal): those must still load.
+        if isinstance(data, dict) and "monty_storage" in data:
+            data = {key: value for key, value in data.items() if key != "monty_storage"}
+        return data
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _removed_backend(cls, value: Any) -> Any:
+        if value == "monty":
+            raise PydanticCustomError("removed_backend", REMOVED_MONTY)
+        return value
 
     @model_validator(mode="after")
     def _check_backend(self) -> StoreConfig:
@@ -127,8 +144,6 @@ def describe_store(config: StoreConfig, campaign_dir: str | Path | None = None) 
     """A description of where the data lives that is safe to log (no credentials)."""
     if config.type == "sqlite":
         return f"sqlite {database_dir(config, campaign_dir) / (config.database + '.sqlite')}"
-    if config.type == "monty":
-        return f"montydb {database_dir(config, campaign_dir)}/{config.database}"
     if config.type == "mongo":
         return f"mongodb {config.host}:{config.port}/{config.database}"
     if config.type == "mongo_uri":

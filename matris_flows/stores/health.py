@@ -58,7 +58,7 @@ def check_store(config: StoreConfig, campaign_dir: str | Path | None = None) -> 
 
     A malformed URI, missing credentials, a refused bucket or an unreachable server raise
     :class:`StoreConfigError` naming the store, so no campaign directory is left behind by
-    a store that cannot work. Embedded stores (SQLite, montydb, memory) are created with
+    a store that cannot work. Embedded stores (SQLite, memory) are created with
     the campaign: there is nothing to reach.
 
     Raises:

@@ -67,6 +67,7 @@ def _free_port() -> int:
         ("bad_spec", "at least one source"),
         ("missing_store_file", "does not exist"),
         ("bad_store_yaml", "not valid YAML"),
+        ("removed_monty_store", "'monty' store backend (montydb) was removed: use type: sqlite"),
         ("unset_uri_env", "MF_UX_UNSET_URI"),
         ("unset_password_env", "MF_UX_UNSET_PASSWORD"),
         ("unreachable_mongo", "MongoDB"),
@@ -83,6 +84,9 @@ def test_user_errors_are_one_line_with_exit_code_2(case, expected, tmp_path, cap
         write_spec(spec, extra="store: no_such_store.yaml\n")
     elif case == "bad_store_yaml":
         (tmp_path / "store.yaml").write_text("type: [mongo\n")
+        write_spec(spec, extra="store: store.yaml\n")
+    elif case == "removed_monty_store":
+        (tmp_path / "store.yaml").write_text("type: monty\n")
         write_spec(spec, extra="store: store.yaml\n")
     elif case == "unset_uri_env":
         (tmp_path / "store.yaml").write_text("type: mongo_uri\nuri_env: MF_UX_UNSET_URI\n")

@@ -51,12 +51,12 @@ def test_config_errors_are_clear(tmp_path):
         load_store_config(tmp_path / "missing.yaml")
 
     bad_yaml = tmp_path / "bad.yaml"
-    bad_yaml.write_text("type: [monty\n")
+    bad_yaml.write_text("type: [sqlite\n")
     with pytest.raises(StoreConfigError, match="bad.yaml is not valid YAML"):
         load_store_config(bad_yaml)
 
     typo = tmp_path / "typo.yaml"
-    typo.write_text("type: monty\ndatabse: x\n")
+    typo.write_text("type: sqlite\ndatabse: x\n")
     with pytest.raises(StoreConfigError, match="databse"):
         load_store_config(typo)
 
@@ -69,6 +69,23 @@ def test_config_errors_are_clear(tmp_path):
     no_uri.write_text("type: mongo_uri\n")
     with pytest.raises(StoreConfigError, match="uri_env"):
         load_store_config(no_uri)
+
+
+def test_the_removed_monty_backend_is_a_one_line_error(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("type: monty\npath: database\nmonty_storage: sqlite\n")
+    with pytest.raises(StoreConfigError) as error:
+        load_store_config(old)
+    message = str(error.value)
+    assert message.endswith(
+        "old.yaml is invalid: type: the 'monty' store backend (montydb) was removed: "
+        "use type: sqlite, the embedded store that replaced it"
+    )
+    assert "\n" not in message
+    # Earlier versions saved monty_storage in every store config they wrote (spec.yaml, flow.json).
+    saved = tmp_path / "saved.yaml"
+    saved.write_text("type: sqlite\nmonty_storage: sqlite\n")
+    assert load_store_config(saved).model_dump() == StoreConfig().model_dump()
 
 
 def test_missing_credentials_name_the_variable(monkeypatch, tmp_path):
