@@ -100,9 +100,9 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def load_inputs(path: Path, n: int, max_sites: int, seed: int) -> tuple[list[tuple[str, object]], int]:
+def load_inputs(path: Path, n: int, max_sites: int, seed: int) -> tuple[list[tuple[str, object]], set[str]]:
     """``n`` (input name, structure) pairs of MP entries of at most ``max_sites`` sites, perturbed with ``seed``,
-    and how many of them repeat an entry (when ``n`` exceeds the eligible entries)."""
+    and the names of those that repeat an entry (when ``n`` exceeds the eligible entries)."""
     from pymatgen.core import Structure
 
     with gzip.open(path, "rt") as handle:
@@ -114,18 +114,15 @@ def load_inputs(path: Path, n: int, max_sites: int, seed: int) -> tuple[list[tup
     if repeats > 0:
         picked += [picker.choice(eligible) for _ in range(repeats)]
     rng = np.random.default_rng(seed)
-    inputs, seen = [], defaultdict(int)
+    inputs, copies, seen = [], set(), defaultdict(int)
     for d in picked:
         entry_id = str(d["entry_id"])
         name = entry_id if not seen[entry_id] else f"{entry_id}-r{seen[entry_id]}"
+        if seen[entry_id]:
+            copies.add(name)
         seen[entry_id] += 1
         inputs.append((name, perturb(Structure.from_dict(d["structure"]), rng)))
-    return inputs, max(0, repeats)
-
-
-def _is_copy(name: str) -> bool:
-    """Whether an input name is a further perturbed copy of an entry (``load_inputs`` names them ``<entry>-r<k>``)."""
-    return name.rsplit("-", 1)[-1][:1] == "r" and name.rsplit("-", 1)[-1][1:].isdigit()
+    return inputs, copies
 
 
 def stage_of(name: str) -> str:
@@ -373,10 +370,10 @@ class LoopCache:
         return {name: self.results[name] for name in structures}
 
 
-def run_size(n: int, all_inputs: list[tuple[str, object]], loop_cache: LoopCache, args, workdir: Path) -> dict:
+def run_size(n: int, all_inputs: list[tuple[str, object]], copies: set[str], loop_cache: LoopCache, args, workdir: Path) -> dict:
     """One size: sample, campaign, plain loop, figures; prints its block and returns the figures for the targets."""
     inputs = inputs_of_size(all_inputs, n, args.seed)
-    repeats = sum(_is_copy(name) for name, _ in inputs)
+    repeats = sum(name in copies for name, _ in inputs)
     structures = dict(inputs)
     folder = workdir / f"n{n}"
     input_dir = folder / "inputs"
@@ -522,9 +519,9 @@ def main(argv: list[str] | None = None) -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="campaign_throughput_"))
     log(f"work directory: {workdir}")
 
-    all_inputs, _ = load_inputs(args.data, max(sizes), args.max_sites, args.seed)
+    all_inputs, copies = load_inputs(args.data, max(sizes), args.max_sites, args.seed)
     loop_cache = LoopCache()
-    figures = {n: run_size(n, all_inputs, loop_cache, args, workdir) for n in sorted(sizes)}
+    figures = {n: run_size(n, all_inputs, copies, loop_cache, args, workdir) for n in sorted(sizes)}
 
     notes = []
     for n, target in TARGETS.items():

@@ -320,7 +320,8 @@ def relax_through_service(
             remaining.discard(position)
             on_result(position, outcome)
         if withdrawn and outcomes.empty():  # the withdrawal's answer is in: send them in one task
-            key_of.update(_hand_over(service, [items[i] for i in withdrawn], list(withdrawn), outcomes))
+            for index, key in _hand_over(service, [items[i] for i in withdrawn], list(withdrawn), outcomes).items():
+                key_of[index] = key
             withdrawn = []
         if steal and time.monotonic() > next_check:
             next_check = time.monotonic() + _STEAL_CHECK_S

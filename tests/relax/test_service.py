@@ -61,7 +61,10 @@ def test_two_jobs_share_one_in_flight_batch_with_the_results_of_a_plain_batch():
     for document, expected in zip(first.documents + second.documents, plain, strict=True):
         assert document.candidate_id == expected.candidate_id
         assert document.status == expected.status and document.n_steps == expected.n_steps
-        assert document.energy_per_atom == pytest.approx(expected.energy_per_atom, abs=1e-5)
+        # float32 model calls on batches of other members (admitted when the other job's structures
+        # arrived, which depends on timing) differ in the last digits; over 60 FIRE steps that is
+        # ~1e-5 eV/atom (1.6e-5 seen on a loaded machine), far below the 1 meV/atom the benchmarks hold
+        assert document.energy_per_atom == pytest.approx(expected.energy_per_atom, abs=1e-4)
     stats = second.timings.service
     assert stats is not None and stats.engine == "torchsim"
     # both jobs' structures were in the same model calls: more in one call than one job has
