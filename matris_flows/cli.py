@@ -39,11 +39,14 @@ class Progress:
         if event.status == "failed":
             self.failed_jobs += 1
             self._write(f"error: job failed: {name}: {event.error or 'unknown error'}")
-        elif event.status == "completed" and event.n_items is not None:
-            if "generate" in name:
-                self.total += event.n_items
-            elif "hull" in name and "campaign hull" not in name:
-                self.done += event.n_items
+        elif event.status == "completed":
+            from matris_flows.generation.schemas import GenerationShard
+            from matris_flows.thermo.schemas import HullOutput
+
+            if isinstance(event.output, GenerationShard):  # the shard's candidates join the total
+                self.total += event.output.n_candidates
+            elif isinstance(event.output, HullOutput):  # a chunk's candidates are screened
+                self.done += len(event.output.candidate_ids)
             else:
                 return
             self._show()
@@ -236,10 +239,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-MONGO_TIMEOUT_MS = 3000
-"""How long the CLI waits for a MongoDB server before saying it is unreachable."""
-
-
 def _one_line(exc: BaseException) -> str:
     """An exception's message as one line (spec errors list one bad key per line)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -323,11 +322,9 @@ def _campaign_dir(args) -> Path | None:
 def _setup_console() -> None:
     """Warnings and errors on stderr, no library noise; the campaign log gets INFO (see directory.campaign_log)."""
     from matris_flows.core.quiet import quiet_dask_shutdown, silence_library_warnings
-    from matris_flows.stores.backends import set_mongo_client_options
 
     silence_library_warnings()
     quiet_dask_shutdown()
-    set_mongo_client_options(serverSelectionTimeoutMS=MONGO_TIMEOUT_MS)
     root = logging.getLogger()
     if not root.handlers:
         console = logging.StreamHandler(sys.stderr)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
+from jobflow import OutputReference
 
 from matris_flows.campaign.directory import FLOW_FILE, MANIFEST_FILE, SPEC_FILE, write_atomic
 from matris_flows.campaign.spec import CampaignSpec, SpecError, load_spec
@@ -96,8 +97,14 @@ def prepare_flow(spec: CampaignSpec, directory: Path, spec_path: Path | None, fr
         except ValueError:
             raise SpecError(f"{flow_file} is not valid JSON; start over with --fresh or use another --dir") from None
         flow = rebuild_flow(flow, recorded)
-    stages = ("generation", "campaign_hull", "validation", "publish_validation")
-    manifest = {"name": spec.name, **{key: job.uuid for key, job in zip(stages, flow.jobs, strict=False)}}
+    # A stage's uuid is the job its output comes from (the Flow's output names them), not a position in
+    # the job list: a consistent-references job comes before generation when the spec asks for one.
+    stages = flow.output if isinstance(flow.output, dict) else {}
+    manifest = {
+        "name": spec.name,
+        **{stage: ref.uuid for stage, ref in stages.items() if isinstance(ref, OutputReference)},
+        "jobs": {job.name: job.uuid for job in flow.jobs},
+    }
     write_atomic(flow_file, flow.to_json())
     write_atomic(manifest_file, json.dumps(manifest, indent=2))
     return flow, manifest

@@ -25,7 +25,7 @@ def campaign_status(directory: str | Path) -> dict[str, Any]:
     docs_store.connect()
     try:
         outputs = docs_store.query(properties=["name", "uuid", "index"])
-        names = Counter(_stage(doc.get("name", "")) for doc in outputs)
+        names = Counter(_stage(doc.get("name", ""), spec.name) for doc in outputs)
         finished = docs_store.count()
     finally:
         docs_store.close()
@@ -53,9 +53,14 @@ def campaign_status(directory: str | Path) -> dict[str, Any]:
     }
 
 
-def _stage(job_name: str) -> str:
-    """The pipeline stage a job belongs to, from its name (``other`` when none matches)."""
-    for stage in ("campaign hull", "generate", "relax", "hull", "validation", "DFT"):
-        if stage in job_name:
+def _stage(job_name: str, campaign: str) -> str:
+    """The pipeline stage a job belongs to, from its name (``other`` when none matches).
+
+    Job names are ``<campaign>: <stage> ...``; the campaign's name is not read (a campaign
+    called ``relax-test`` does not make every job a relaxation).
+    """
+    stage_part = job_name.removeprefix(f"{campaign}: ")
+    for stage in ("consistent references", "campaign hull", "generate", "relax", "hull", "validation", "DFT"):
+        if stage in stage_part:
             return stage
     return "other"

@@ -80,21 +80,9 @@ def _memory(config: StoreConfig, campaign_dir, collection: str) -> Store:
     return MemoryStore(collection_name=f"{config.database}.{collection}")
 
 
-MONGO_CLIENT_OPTIONS: dict[str, Any] = {}
-"""Extra ``MongoClient`` options of every MongoDB store built in this process.
-
-The CLI sets ``serverSelectionTimeoutMS`` here, so that an unreachable server is
-reported after seconds instead of pymongo's default 30 s (see :func:`set_mongo_client_options`).
-"""
-
-
-def set_mongo_client_options(**options: Any) -> None:
-    """Add ``MongoClient`` options (e.g. ``serverSelectionTimeoutMS=3000``) to stores built from now on."""
-    MONGO_CLIENT_OPTIONS.update(options)
-
-
 def _mongo_kwargs(config: StoreConfig) -> dict[str, Any]:
-    client_options = {"mongoclient_kwargs": dict(MONGO_CLIENT_OPTIONS)} if MONGO_CLIENT_OPTIONS else {}
+    # the timeout travels in the config, so a Dask worker's client gives up as soon as the driver's would
+    client_options = {"mongoclient_kwargs": {"serverSelectionTimeoutMS": round(config.server_selection_timeout_s * 1000)}}
     if config.type == "mongo_uri":
         return {"uri": _env(config.uri_env, "uri_env"), **client_options}
     kwargs: dict[str, Any] = {"host": config.host, "port": config.port, **client_options}

@@ -72,6 +72,12 @@ class StoreConfig(BaseModel):
         None, description="Environment variable holding the MongoDB password."
     )
     auth_source: str | None = Field(None, description="MongoDB authentication db.")
+    server_selection_timeout_s: float = Field(
+        3.0,
+        gt=0,
+        description="Seconds a MongoDB client waits for a reachable server before reporting it unreachable "
+        "(pymongo's default is 30).",
+    )
     # mongo_uri
     uri_env: str | None = Field(
         None, description="Environment variable holding the mongodb(+srv):// URI."

@@ -1,11 +1,14 @@
 """The store factory: configs, persistence, candidates, credentials."""
 
 import logging
+import pickle
+import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from matris_flows.stores.backends import CANDIDATE_INDEXES, make_candidates_store, make_job_store
+from matris_flows.stores.backends import CANDIDATE_INDEXES, connect_job_store, make_candidates_store, make_job_store
 from matris_flows.stores.config import StoreConfig, StoreConfigError, describe_store, load_store_config
 
 STORES = Path(__file__).parents[2] / "stores"
@@ -44,6 +47,18 @@ def test_mongo_configs_build_without_a_server(monkeypatch, tmp_path):
     monkeypatch.setenv("MATRIS_FLOWS_MONGO_URI", "mongodb+srv://alice:pw@example.org")
     store = make_job_store(load_store_config(STORES / "mongodb_uri.yaml"), tmp_path)
     assert type(store.additional_stores["data"]).__name__ == "S3Store"
+
+
+def test_mongo_server_timeout_travels_with_the_config(tmp_path):
+    """A Dask worker unpickles the store factory: an unreachable server fails there after the config's timeout."""
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    config = StoreConfig(type="mongo", port=1, server_selection_timeout_s=0.5)  # nothing listens on port 1
+    factory = pickle.loads(pickle.dumps(partial(connect_job_store, config, tmp_path)))
+    started = time.monotonic()
+    with pytest.raises(ServerSelectionTimeoutError):
+        factory()
+    assert time.monotonic() - started < 5  # pymongo's own default is 30 s
 
 
 def test_config_errors_are_clear(tmp_path):

@@ -329,6 +329,38 @@ def test_values_round_trip(tmp_path):
     store.close()
 
 
+@pytest.mark.parametrize("direction", [1, -1])
+def test_a_nan_sorts_below_every_number_as_in_mongodb(tmp_path, direction):
+    """``query --sort e_above_hull``: one NaN used to scramble the whole order."""
+    store = SQLiteStore("nan_sort", str(tmp_path / "n.sqlite"))
+    store.connect()
+    values = [0.3, float("nan"), -0.1, 0.2, None, float("inf"), 0.0, float("nan"), -math.inf, 0.1]
+    store.update([{"task_id": i, "e": v} for i, v in enumerate(values)])
+    for limit in (0, 4):  # a full sort and the bounded heap of a limited one
+        got = [d["task_id"] for d in store.query(sort={"e": direction}, limit=limit)]
+        # MongoDB's order: null, then NaN, then the numbers (-inf ... inf); ties in natural order
+        ascending = [4, 1, 7, 8, 2, 6, 9, 3, 0, 5]
+        expected = ascending if direction > 0 else ascending[3:][::-1] + [1, 7, 4]
+        assert got == (expected[:limit] if limit else expected)
+    store.close()
+
+
+def test_non_string_keys_are_written_as_mongostore_writes_them(tmp_path):
+    """A dict with integer keys (site indices, say) is stored with string keys, not refused with its whole batch."""
+    docs = [{"task_id": "a", "sites": {0: "Li", 3: "Fe"}, "nested": [{1.5: True}]}, {"task_id": "b", "x": 1}]
+    store = SQLiteStore("keys", str(tmp_path / "k.sqlite"))
+    store.connect()
+    store.update(docs)
+    mem = MemoryStore("keys")  # maggma's MongoStore.update sanitises documents (jsanitize: keys become strings)
+    mem.connect()
+    mem.update(docs)
+    assert store.count() == 2
+    got = store.query_one({"task_id": "a"}, properties={"_id": 0})
+    assert got == {"task_id": "a", "sites": {"0": "Li", "3": "Fe"}, "nested": [{"1.5": True}]}
+    assert got == _clean(mem.query_one({"task_id": "a"}))
+    store.close()
+
+
 def test_threads_share_a_store(tmp_path):
     store = SQLiteStore("threads", str(tmp_path / "t.sqlite"))
     store.connect()

@@ -109,7 +109,13 @@ def _default(obj: Any) -> Any:
 
 def dumps(doc: Any) -> str:
     """The stored JSON text of a document."""
-    out = orjson.dumps(doc, default=_default, option=_DUMPS_OPTIONS)
+    try:
+        out = orjson.dumps(doc, default=_default, option=_DUMPS_OPTIONS)
+    except orjson.JSONEncodeError:
+        # e.g. a dict with integer keys, which orjson refuses: sanitised as MongoStore.update does (keys
+        # become strings), so one such document is written instead of failing its whole batch
+        doc = jsanitize(doc, strict=False, allow_bson=True, recursive_msonable=True)
+        out = orjson.dumps(doc, default=_default, option=_DUMPS_OPTIONS)
     # orjson writes NaN/inf as null: only a document with a null in its JSON can hold one, so only those are walked
     if b"null" in out:
         encoded = _encode(doc)

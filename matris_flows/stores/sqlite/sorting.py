@@ -9,7 +9,12 @@ from mongomock_ng.filtering import bson_compare, resolve_sort_key
 
 
 class SortKey:
-    """mongomock's order: each sort field by its resolved sort key, then natural (rowid) order."""
+    """mongomock's order: each sort field by its resolved sort key, then natural (rowid) order.
+
+    Except for NaN, which MongoDB orders below every other number: compared as it is, NaN is
+    neither less nor greater than anything, and one NaN scrambles the order of a whole sort
+    (mongomock's own sort included).
+    """
 
     __slots__ = ("dirs", "rowid", "vals")
 
@@ -17,14 +22,18 @@ class SortKey:
         self.vals = []
         for field, _ in sort:
             flag, comparable = resolve_sort_key(field, doc)
-            self.vals.append((flag, comparable.obj))
+            value = comparable.obj
+            is_nan = isinstance(value, float) and value != value
+            self.vals.append((flag, not is_nan, None if is_nan else value))
         self.dirs = [d for _, d in sort]
         self.rowid = rowid
 
     def __lt__(self, other: SortKey) -> bool:
-        for (fa, a), (fb, b), d in zip(self.vals, other.vals, self.dirs, strict=True):
+        for (fa, number_a, a), (fb, number_b, b), d in zip(self.vals, other.vals, self.dirs, strict=True):
             if fa != fb:
                 return (fa < fb) == (d > 0)
+            if number_a != number_b:  # one of them is NaN
+                return (number_a < number_b) == (d > 0)
             if bson_compare(operator.lt, a, b):
                 return d > 0
             if bson_compare(operator.lt, b, a):
