@@ -628,6 +628,11 @@ class _DaskRunner:
             (self._waiting.appendleft if run.urgent else self._waiting.append)(run)
             return
         submit_kwargs = dict(job.config.manager_config.get("dask", {}))
+        if run.urgent:
+            # Dask runs a worker's queued tasks in priority order, FIFO among equals: without
+            # this, a relaxation's hull job waited behind every relaxation chunk queued before
+            # it, and no candidate reached the store until the relaxations were done
+            submit_kwargs.setdefault("priority", 1)
         key = f"{job.name}-{job.uuid}-{job.index}-{secrets.token_hex(4)}"
         if self.direct_writes:
             future = self.client.submit(

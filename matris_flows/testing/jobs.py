@@ -90,6 +90,15 @@ def record_call(marker_dir: str, name: str, value, seconds: float = 0.0):
 
 
 @job
+def record_start(marker_dir: str, name: str, value, seconds: float = 0.0):
+    """Append ``name`` to ``marker_dir/starts`` when the job starts, so a test can read the order jobs ran in."""
+    with open(Path(marker_dir) / "starts", "a") as fh:
+        fh.write(f"{name}\n")
+    time.sleep(seconds)
+    return value
+
+
+@job
 def crash_if_marker(marker: str, value):
     """Fail while ``marker`` exists: simulates a campaign that crashed mid-way."""
     if Path(marker).exists():

@@ -16,7 +16,7 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 @pytest.fixture(scope="session")
 def dask_client():
-    """Two single-threaded worker processes, shared by the execution tests."""
+    """Two worker processes (two task threads each, one torch thread), shared by the execution tests."""
     profile = ExecutionProfile(n_workers=2, torch_threads=1)
     with open_client(profile) as client:
         yield client

@@ -8,7 +8,9 @@ import pytest
 from jobflow import Flow, run_locally
 from monty.json import MontyDecoder
 
+from matris_flows.execution.clusters import open_client
 from matris_flows.execution.dask_manager import run_on_dask
+from matris_flows.execution.profile import ExecutionProfile
 from matris_flows.stores.backends import make_job_store
 from matris_flows.stores.config import StoreConfig
 from matris_flows.testing import jobs as tj
@@ -132,6 +134,19 @@ def test_independent_jobs_run_concurrently(dask_client, new_job_store, tmp_path)
         line for f in tmp_path.glob("*.calls") for line in f.read_text().split()
     }
     assert len(pids) == 2  # both workers took jobs
+
+
+def test_child_of_a_finished_job_goes_ahead_of_queued_work(new_job_store, tmp_path):
+    """A chunk's hull job runs as soon as a thread frees, not after every chunk queued before it."""
+    head = tj.record_start(str(tmp_path), "head", 1, seconds=0.2)
+    child = tj.record_start(str(tmp_path), "child", head.output)
+    queued = [tj.record_start(str(tmp_path), f"queued{i}", i, seconds=0.5) for i in range(4)]
+    # one thread: up to four tasks in flight, so three queued jobs wait on the worker when the child is submitted
+    with open_client(ExecutionProfile(n_workers=1, threads_per_worker=1, torch_threads=1)) as client:
+        run_on_dask(Flow([head, child, *queued]), store=new_job_store(), client=client)
+    starts = (tmp_path / "starts").read_text().split()
+    assert starts[:3] == ["head", "queued0", "child"], starts
+    assert sorted(starts) == sorted(["head", "child", *(f"queued{i}" for i in range(4))])
 
 
 def test_killed_worker_is_retried(dask_client, new_job_store, tmp_path):
