@@ -345,6 +345,16 @@ def test_a_nan_sorts_below_every_number_as_in_mongodb(tmp_path, direction):
     store.close()
 
 
+def test_an_id_exclusion_alone_keeps_every_other_field(tmp_path):
+    """``properties={"_id": 0}`` is every field but _id (it used to return the key field only)."""
+    store = SQLiteStore("ids", str(tmp_path / "i.sqlite"))
+    store.connect()
+    store.update({"task_id": "a", "x": 1, "y": {"z": 2}})
+    assert store.query_one(properties={"_id": 0}) == {"task_id": "a", "x": 1, "y": {"z": 2}}
+    assert store.query_one(properties={"_id": 0, "x": 1}) == {"x": 1}
+    store.close()
+
+
 def test_non_string_keys_are_written_as_mongostore_writes_them(tmp_path):
     """A dict with integer keys (site indices, say) is stored with string keys, not refused with its whole batch."""
     docs = [{"task_id": "a", "sites": {0: "Li", 3: "Fe"}, "nested": [{1.5: True}]}, {"task_id": "b", "x": 1}]

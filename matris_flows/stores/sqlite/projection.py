@@ -47,10 +47,12 @@ def projection_tops(fields: dict | None) -> set[str] | None:
         return None
     tops = set()
     for key, value in fields.items():
-        if key == "_id":
-            tops.add("_id")
+        if key == "_id":  # ``_id: 0`` excludes it and says nothing of the other fields
+            if value:
+                tops.add("_id")
             continue
         if isinstance(value, dict) or isinstance(value, str) or not value:
             return None  # exclusions, $slice/$elemMatch, computed fields
         tops.add(key.split(".")[0])
-    return tops
+    # no field named but _id ({"_id": 0}: every field but _id): the whole document, projected by mongomock
+    return tops if tops - {"_id"} else None

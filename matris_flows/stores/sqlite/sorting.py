@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import operator
 
 from maggma.core import Sort
@@ -23,17 +24,21 @@ class SortKey:
         for field, _ in sort:
             flag, comparable = resolve_sort_key(field, doc)
             value = comparable.obj
-            is_nan = isinstance(value, float) and value != value
-            self.vals.append((flag, not is_nan, None if is_nan else value))
+            self.vals.append((flag, value, isinstance(value, float) and value != value))
         self.dirs = [d for _, d in sort]
         self.rowid = rowid
 
     def __lt__(self, other: SortKey) -> bool:
-        for (fa, number_a, a), (fb, number_b, b), d in zip(self.vals, other.vals, self.dirs, strict=True):
+        for (fa, a, nan_a), (fb, b, nan_b), d in zip(self.vals, other.vals, self.dirs, strict=True):
             if fa != fb:
                 return (fa < fb) == (d > 0)
-            if number_a != number_b:  # one of them is NaN
-                return (number_a < number_b) == (d > 0)
+            if nan_a or nan_b:
+                if nan_a and nan_b:
+                    continue
+                number = b if nan_a else a
+                if isinstance(number, numbers.Real) and not isinstance(number, bool):
+                    return nan_a == (d > 0)  # NaN is the lowest number
+                a, b = (0.0 if nan_a else a), (0.0 if nan_b else b)  # against other types, NaN is any number
             if bson_compare(operator.lt, a, b):
                 return d > 0
             if bson_compare(operator.lt, b, a):
