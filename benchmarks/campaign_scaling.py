@@ -56,7 +56,8 @@ def run_one(n: int, directory: Path, workers: int, chunk_size: int, max_steps: i
     """One campaign of ``n`` candidates in this process (the driver); returns its figures."""
     from matris_flows.execution import ExecutionProfile, open_client, run_on_dask
     from matris_flows.results import CandidateQuery, query_candidates
-    from matris_flows.stores import StoreConfig, connect_job_store, make_candidates_store
+    from matris_flows.stores.backends import connect_job_store, make_candidates_store
+    from matris_flows.stores.config import StoreConfig
     from matris_flows.testing.synthetic import synthetic_screening
 
     config = StoreConfig()

@@ -186,16 +186,16 @@ def run_campaign(spec: Path, directory: Path, kill_every: float | None) -> tuple
 
 
 def candidates(directory: Path) -> dict[str, dict]:
-    from matris_flows.campaign.inspect import query_campaign
+    from matris_flows.campaign.reading import query_campaign
 
     return {doc["formula"]: doc for doc in query_campaign(directory)}
 
 
 def rejections(directory: Path) -> list[dict]:
     """Every generation rejection recorded in the campaign's job store (shard reports)."""
-    from matris_flows.campaign.runner import SPEC_FILE
+    from matris_flows.campaign.directory import SPEC_FILE
     from matris_flows.campaign.spec import load_spec
-    from matris_flows.stores import make_job_store
+    from matris_flows.stores.backends import make_job_store
 
     spec = load_spec(directory / SPEC_FILE)
     store = make_job_store(spec.store_config(directory), directory)
@@ -209,9 +209,10 @@ def rejections(directory: Path) -> list[dict]:
 
 def relaxation_counts(directory: Path) -> Counter:
     """Relaxation records per candidate id in the data store."""
-    from matris_flows.campaign.runner import SPEC_FILE
+    from matris_flows.campaign.directory import SPEC_FILE
     from matris_flows.campaign.spec import load_spec
-    from matris_flows.stores import DATA_STORE_NAME, make_job_store
+    from matris_flows.stores.backends import make_job_store
+    from matris_flows.stores.config import DATA_STORE_NAME
 
     spec = load_spec(directory / SPEC_FILE)
     store = make_job_store(spec.store_config(directory), directory)

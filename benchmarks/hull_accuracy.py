@@ -137,7 +137,7 @@ def entry_name(file_path: str | None) -> str:
 
 def open_collection(spec, directory: Path, collection: str):
     """A connected store of the campaign's ``collection`` (close it after use)."""
-    from matris_flows.stores import make_collection_store
+    from matris_flows.stores.backends import make_collection_store
 
     store = make_collection_store(spec.store_config(directory), directory, collection)
     store.connect()
@@ -147,7 +147,7 @@ def open_collection(spec, directory: Path, collection: str):
 def run_and_collect(spec, directory: Path) -> tuple[dict, float, dict | None]:
     """Run the campaign of ``spec``; ({input name: candidate document}, wall s, relax settings of a document)."""
     from matris_flows.campaign.runner import run_campaign
-    from matris_flows.stores import make_candidates_store
+    from matris_flows.stores.backends import make_candidates_store
 
     start = time.perf_counter()
     summary = run_campaign(spec, directory, resume=False)

@@ -17,11 +17,15 @@ minute).  The collections are filled with ``insert_many`` on montydb (its upsert
 would take hours) and with ``update`` on SQLiteStore; only the timed part uses
 ``update``.
 
+MontyStore needs montydb, which matris-flows no longer depends on: ``pip install -e ".[bench]"``
+(``--monty-max 0`` runs SQLiteStore alone).
+
 Run: ``python benchmarks/store_backends.py [--sizes 1000,10000,100000] [--monty-max 1000]``.
 Last line: ``store_upsert_ms_per_doc_at_100k: <value>`` (SQLiteStore, batches of 200, 100k documents).
 """
 
 import argparse
+import importlib.util
 import os
 import random
 import statistics
@@ -36,8 +40,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # shared CPU
 import orjson
 from maggma.stores import MontyStore
 
-from matris_flows.sqlite_store import SQLiteStore
-from matris_flows.stores import CANDIDATE_INDEXES
+from matris_flows.stores.backends import CANDIDATE_INDEXES
+from matris_flows.stores.sqlite.store import SQLiteStore
 
 BATCH = 200
 N_CHEMSYS = 200
@@ -198,12 +202,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=5, help="200-document batches timed per size (SQLiteStore)")
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(","))
+    monty_sizes = [s for s in sizes if s <= args.monty_max]
+    skipped = [s for s in sizes if s > args.monty_max]
+    if monty_sizes and importlib.util.find_spec("montydb") is None:
+        raise SystemExit('error: the MontyStore baseline needs montydb: pip install -e ".[bench]" (or run with --monty-max 0)')
     doc_kb = len(orjson.dumps(candidate(0), default=str)) / 1024
     print(f"documents: {doc_kb:.1f} KB JSON; query chemsys {QUERY_CHEMSYS} of {N_CHEMSYS}; python {sys.version.split()[0]}")
 
     sqlite = run_backend("SQLiteStore", sizes, args.batches)
-    monty_sizes = [s for s in sizes if s <= args.monty_max]
-    skipped = [s for s in sizes if s > args.monty_max]
     monty = run_backend("MontyStore", monty_sizes, 1) if monty_sizes else {}
     if skipped:
         print(

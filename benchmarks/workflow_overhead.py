@@ -1,4 +1,4 @@
-"""Workflow overhead: the Dask + jobflow + MontyStore path vs a plain loop over the same calls.
+"""Workflow overhead: the Dask + jobflow + SQLiteStore path vs a plain loop over the same calls.
 
 A campaign of ``--n-candidates`` (default 10 000) small EMT cells (2-4 atoms: fcc Cu/Ni/
 Al/Pd/Ag/Au/Pt, L1_2 A3B and L1_0 AB orderings, strained +-2 % and rattled 0.05 A, fixed
@@ -9,7 +9,7 @@ within 200 steps; every document is checked to have taken exactly that many step
 (1) loop: one process, ``relax_structures`` over the same chunks; no jobflow, no store.
 (2) workflow, 1 worker: one ``RelaxMaker`` job per chunk in one jobflow Flow, run by
     ``run_on_dask`` on a LocalCluster with 1 worker process x 1 thread (BLAS pinned to 1
-    thread) into an on-disk MontyStore JobStore from ``make_job_store`` (default monty
+    thread) into an on-disk SQLiteStore JobStore from ``make_job_store`` (default sqlite
     StoreConfig, temporary campaign directory). Timed: Flow construction + store connect
     + ``run_on_dask`` (all store writes and journal records) + store close.
     ``overhead_pct = (t_workflow_1w - t_loop) / t_workflow_1w * 100``.
@@ -40,7 +40,7 @@ visible.
 Besides the table, the run splits the 1-worker time into: time inside ``relax_one``
 (the documents' ``wall_time_s``), time inside Dask tasks (``Job.run``: jobflow's
 output validation/serialisation and the in-memory recording store) and wall time
-outside tasks (driver: scheduling, transfer, unpickling, MontyStore and journal writes).
+outside tasks (driver: scheduling, transfer, unpickling, SQLiteStore and journal writes).
 
 Last line: ``workflow_overhead_pct: <value>``.
 """
@@ -171,13 +171,14 @@ def warm_client(n_workers: int, steps: int, relax_cell: bool):
 
 
 def run_workflow(client, structures, ids, settings, chunk_size, campaign_dir: Path, profile: bool = False):
-    """Time Flow build + run_on_dask into a fresh on-disk MontyStore JobStore."""
+    """Time Flow build + run_on_dask into a fresh on-disk SQLiteStore JobStore."""
     from distributed import get_task_stream
     from jobflow import Flow
 
     from matris_flows.execution.dask_manager import run_on_dask
     from matris_flows.relax.jobs import RelaxMaker
-    from matris_flows.stores import StoreConfig, make_job_store
+    from matris_flows.stores.backends import make_job_store
+    from matris_flows.stores.config import StoreConfig
 
     campaign_dir.mkdir(parents=True, exist_ok=True)
     profiler = cProfile.Profile() if profile else None
@@ -298,7 +299,7 @@ def main() -> None:
         de = max_energy_difference(loop_docs, wf_docs)
         overhead_pct = (t_wf - t_loop) / t_wf * 100
         rows.append((
-            "(2) Dask+jobflow+MontyStore, 1 worker", t_wf, cpu_wf, len(ids) / t_wf, f"{t_wf / t_loop:.3f} x loop time",
+            "(2) Dask+jobflow+SQLiteStore, 1 worker", t_wf, cpu_wf, len(ids) / t_wf, f"{t_wf / t_loop:.3f} x loop time",
         ))
         print(f"  workflow (1 worker) done: {t_wf:.1f} s", flush=True)
 

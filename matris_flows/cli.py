@@ -39,11 +39,14 @@ class Progress:
         if event.status == "failed":
             self.failed_jobs += 1
             self._write(f"error: job failed: {name}: {event.error or 'unknown error'}")
-        elif event.status == "completed" and event.n_items is not None:
-            if "generate" in name:
-                self.total += event.n_items
-            elif "hull" in name and "campaign hull" not in name:
-                self.done += event.n_items
+        elif event.status == "completed":
+            from matris_flows.generation.schemas import GenerationShard
+            from matris_flows.thermo.schemas import HullOutput
+
+            if isinstance(event.output, GenerationShard):  # the shard's candidates join the total
+                self.total += event.output.n_candidates
+            elif isinstance(event.output, HullOutput):  # a chunk's candidates are screened
+                self.done += len(event.output.candidate_ids)
             else:
                 return
             self._show()
@@ -236,10 +239,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-MONGO_TIMEOUT_MS = 3000
-"""How long the CLI waits for a MongoDB server before saying it is unreachable."""
-
-
 def _one_line(exc: BaseException) -> str:
     """An exception's message as one line (spec errors list one bad key per line)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -257,7 +256,7 @@ def _resume(campaign: Path | None) -> str:
 
 
 def _database_advice(exc, campaign: Path | None) -> str:
-    """What to do about a campaign database that failed (see :class:`~matris_flows.sqlite_store.DatabaseFileError`)."""
+    """What to do about a campaign database that failed (see :class:`~matris_flows.stores.sqlite.errors.DatabaseFileError`)."""
     if exc.kind == "corrupt":
         fresh = f"`matris-flows screen {campaign / 'spec.yaml'} --dir {campaign} --fresh`" if campaign else "`screen --fresh`"
         return f"restore it from a backup, or start the campaign over with {fresh}"
@@ -278,12 +277,13 @@ def _user_error(exc: BaseException, campaign: Path | None = None) -> str | None:
     """
     import sqlite3
 
-    from matris_flows.campaign.runner import CampaignLockedError
+    from matris_flows.campaign.directory import CampaignLockedError
     from matris_flows.campaign.spec import SpecError
     from matris_flows.execution.dask_manager import StalledError
     from matris_flows.results.query import QueryError
-    from matris_flows.sqlite_store import database_file_error
-    from matris_flows.stores import StoreConfigError, unusable_reason
+    from matris_flows.stores.config import StoreConfigError
+    from matris_flows.stores.health import unusable_reason
+    from matris_flows.stores.sqlite.errors import database_file_error
 
     if isinstance(exc, SpecError | StoreConfigError | CampaignLockedError | StalledError | QueryError | FileNotFoundError):
         return _one_line(exc)
@@ -303,12 +303,12 @@ def _user_error(exc: BaseException, campaign: Path | None = None) -> str | None:
 
 def _campaign_dir(args) -> Path | None:
     """The campaign directory a command works on, once it holds a campaign (for advice in error messages)."""
-    from matris_flows.campaign.runner import SPEC_FILE
+    from matris_flows.campaign.directory import SPEC_FILE
 
     directory = getattr(args, "campaign", None) or getattr(args, "dir", None)
     if directory is None and args.command == "screen":
         try:
-            from matris_flows.campaign.runner import campaign_dir_for
+            from matris_flows.campaign.directory import campaign_dir_for
             from matris_flows.campaign.spec import load_spec
 
             directory = campaign_dir_for(load_spec(args.spec))
@@ -320,13 +320,11 @@ def _campaign_dir(args) -> Path | None:
 
 
 def _setup_console() -> None:
-    """Warnings and errors on stderr, no library noise; the campaign log gets INFO (see runner)."""
+    """Warnings and errors on stderr, no library noise; the campaign log gets INFO (see directory.campaign_log)."""
     from matris_flows.core.quiet import quiet_dask_shutdown, silence_library_warnings
-    from matris_flows.stores import set_mongo_client_options
 
     silence_library_warnings()
     quiet_dask_shutdown()
-    set_mongo_client_options(serverSelectionTimeoutMS=MONGO_TIMEOUT_MS)
     root = logging.getLogger()
     if not root.handlers:
         console = logging.StreamHandler(sys.stderr)
@@ -376,25 +374,25 @@ def _run(args) -> int:
         print(_summary_table(summary))
         return 0 if not summary.jobs_failed else 1
     if args.command == "status":
-        from matris_flows.campaign.runner import campaign_status
+        from matris_flows.campaign.status import campaign_status
 
         print(json.dumps(campaign_status(args.campaign), indent=2))
         return 0
     if args.command == "query":
-        from matris_flows.campaign.reading import find_candidates
+        from matris_flows.campaign.reading import query_campaign
         from matris_flows.results.formatting import DEFAULT_COLUMNS, format_candidates
 
         columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else DEFAULT_COLUMNS
-        print(format_candidates(find_candidates(args.campaign, _query_from_args(args)), args.format, columns))
+        print(format_candidates(query_campaign(args.campaign, _query_from_args(args)), args.format, columns))
         return 0
     if args.command == "export":
-        from matris_flows.campaign.reading import export_candidates
+        from matris_flows.campaign.reading import export_campaign
 
-        paths = export_candidates(args.campaign, args.out, args.format, _query_from_args(args))
+        paths = export_campaign(args.campaign, args.out, args.format, _query_from_args(args))
         print(f"wrote {len(paths)} structures to {args.out}")
         return 0
     if args.command == "plot":
-        from matris_flows.campaign.inspect import plot_campaign
+        from matris_flows.campaign.reading import plot_campaign
 
         if args.out is None and args.html is None:
             print("error: plot needs --out, --html or both", file=sys.stderr)

@@ -32,7 +32,7 @@ from matris_flows.generation.jobs import (
 )
 from matris_flows.potentials.naming import parse_potential
 from matris_flows.relax.jobs import RelaxMaker
-from matris_flows.stores import CampaignStore
+from matris_flows.stores.campaign_store import CampaignStore
 from matris_flows.thermo.consistent_references import CACHE_COLLECTION as CONSISTENT_CACHE_COLLECTION
 from matris_flows.thermo.consistent_references import ConsistentReferencesMaker, copy_relax_maker
 from matris_flows.thermo.jobs import CampaignHullMaker, HullMaker

@@ -1,7 +1,9 @@
-"""Read a campaign directory without importing jobflow, Dask or torch: the CLI's fast commands.
+"""Read a finished (or running) campaign: query, export and plot its candidates.
 
-``query``, ``export`` and ``status`` answer in well under a second on a finished campaign;
-:mod:`matris_flows.campaign.inspect` has the same queries next to the (heavier) plots.
+Each function is what one CLI command does, callable from Python with the same arguments.
+Nothing here imports jobflow, Dask or torch, and the plots' modules (pymatgen's phase
+diagrams, matplotlib) are imported by :func:`plot_campaign` only: ``query`` and ``export``
+answer in well under a second on a finished campaign.
 """
 
 from __future__ import annotations
@@ -11,24 +13,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from matris_flows.campaign.spec import SpecError, load_spec
-from matris_flows.stores import make_candidates_store
+from matris_flows.campaign.directory import SPEC_FILE, campaign_spec_file
+from matris_flows.campaign.spec import load_spec
+from matris_flows.stores.backends import make_candidates_store, make_collection_store
 
 if TYPE_CHECKING:
     from maggma.core import Store
 
     from matris_flows.results.query import CandidateQuery
 
-SPEC_FILE = "spec.yaml"
-
 
 @contextmanager
 def open_candidates(directory: str | Path) -> Iterator[Store]:
     """The campaign's candidates collection, connected, closed afterwards."""
     directory = Path(directory)
-    if not (directory / SPEC_FILE).is_file():
-        raise SpecError(f"{str(directory)!r} is not a campaign directory (it has no {SPEC_FILE})")
-    spec = load_spec(directory / SPEC_FILE)
+    spec = load_spec(campaign_spec_file(directory))
     store = make_candidates_store(spec.store_config(directory), directory)
     try:
         yield store
@@ -36,7 +35,22 @@ def open_candidates(directory: str | Path) -> Iterator[Store]:
         store.close()
 
 
-def find_candidates(directory: str | Path, query: CandidateQuery | None = None) -> list[dict]:
+@contextmanager
+def open_references(directory: str | Path) -> Iterator[Store]:
+    """The campaign's ``references`` collection (one document per reference phase), connected, closed afterwards."""
+    directory = Path(directory)
+    spec = load_spec(directory / SPEC_FILE)
+    config = spec.store_config(directory)
+    store = make_collection_store(config, directory, config.references_collection)
+    store.key = "reference_id"
+    store.connect()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def query_campaign(directory: str | Path, query: CandidateQuery | None = None) -> list[dict]:
     """Candidate documents of the campaign in ``directory`` matching ``query``."""
     from matris_flows.results.query import CandidateQuery, query_candidates
 
@@ -44,10 +58,58 @@ def find_candidates(directory: str | Path, query: CandidateQuery | None = None) 
         return query_candidates(store, query or CandidateQuery())
 
 
-def export_candidates(
+def export_campaign(
     directory: str | Path, out_dir: str | Path, fmt: str = "cif", query: CandidateQuery | None = None
 ) -> list[Path]:
     """Write the relaxed structures of the matching candidates to ``out_dir``."""
     from matris_flows.results.export import export_structures
 
-    return export_structures(find_candidates(directory, query), out_dir, fmt)
+    return export_structures(query_campaign(directory, query), out_dir, fmt)
+
+
+def plot_campaign(
+    directory: str | Path, chemsys: str, path: str | Path | None = None, *, html: str | Path | None = None
+) -> Path:
+    """Hull picture of ``chemsys`` with the campaign's candidates on it, read from the campaign store only.
+
+    Reference phases come from the ``references`` collection the hull step fills, candidates
+    from ``candidates``; only this campaign's documents within ``chemsys`` are drawn.
+
+    Args:
+        directory: Campaign directory (``spec.yaml`` and its store).
+        chemsys: 2 to 4 elements, any order, e.g. ``"Fe-Li-O"``.
+        path: Static picture (.png, .svg or .pdf).
+        html: Interactive plotly page (self-contained HTML).
+
+    Returns:
+        ``path`` when given, else ``html``.
+
+    Raises:
+        ValueError: one-line message for a bad chemical system or output, or when the store
+            holds no reference phases for ``chemsys``.
+    """
+    from matris_flows.results.hull_data import plot_elements, subsystem_chemsys
+    from matris_flows.results.hull_matplotlib import plot_hull
+    from matris_flows.results.hull_plotly import plot_hull_html
+
+    if path is None and html is None:
+        raise ValueError("give a picture path, an html path or both")
+    elements = plot_elements(chemsys)
+    directory = Path(directory)
+    campaign = load_spec(directory / SPEC_FILE).name
+    criteria = {"campaign": campaign, "chemsys": {"$in": subsystem_chemsys(elements)}}
+    with open_references(directory) as store:
+        references = [d for d in store.query(criteria=criteria) if d.get("formation_energy_per_atom") is not None]
+    if not references:
+        raise ValueError(
+            f"the store of campaign {campaign} holds no reference phases within {'-'.join(elements)} "
+            "(no candidates there, or a campaign from before references were recorded: resume it)"
+        )
+    with open_candidates(directory) as store:
+        candidates = list(store.query(criteria={**criteria, "thermo_status": "ok"}))
+    written = []
+    if path is not None:
+        written.append(plot_hull(chemsys, candidates, references, path))
+    if html is not None:
+        written.append(plot_hull_html(chemsys, candidates, references, html))
+    return written[0]

@@ -9,57 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from matris_flows.execution.profile import ExecutionProfile
 from matris_flows.generation.filters import FilterSettings
 from matris_flows.generation.pipeline import DedupSettings
+from matris_flows.generation.source_settings import FileSource, PrototypeSource, RandomSearchSource, SubstitutionSource
 from matris_flows.potentials.naming import DEFAULT_POTENTIAL, check_import_allowed, parse_potential
 from matris_flows.relax.defaults import resolve_settings
 from matris_flows.relax.schemas import RelaxSettings
-from matris_flows.stores import StoreConfig, load_store_config
+from matris_flows.stores.config import StoreConfig, load_store_config
 
 _STRICT = ConfigDict(extra="forbid")
 
 
 class SpecError(ValueError):
     """A campaign spec that cannot be used; the message names the file and the key."""
-
-
-class SubstitutionSource(BaseModel):
-    """Ionic substitution (SAPS) from template structures."""
-
-    model_config = _STRICT
-    templates: list[str] = Field(description="Structure/entry files (JSON(.gz), CIF, POSCAR, ...) with templates.")
-    threshold: float = Field(1e-3, gt=0, description="Minimum data-mined substitution probability.")
-    max_substituted_species: int = Field(2, ge=1, description="At most this many species replaced at once.")
-    allowed_elements: list[str] | None = Field(None, description="Only substitute in these elements.")
-    max_per_template: int | None = Field(None, ge=1, description="Cap on candidates per template.")
-    partial_fractions: list[float] = Field(default_factory=list, description="Partial substitution fractions of one site class.")
-    max_templates: int | None = Field(None, ge=1, description="Use only the first N templates (smallest cells first).")
-    max_template_atoms: int | None = Field(None, ge=1, description="Skip templates with more sites than this.")
-
-
-class PrototypeSource(BaseModel):
-    """Decorate common prototypes with the user's element lists."""
-
-    model_config = _STRICT
-    element_lists: list[list[str]] = Field(description="One element list per prototype site class.")
-    prototypes: list[str] | None = Field(None, description="Prototype names (default: the whole library).")
-    charge_balanced: bool = Field(True, description="Keep only charge-balanced compositions.")
-
-
-class RandomSearchSource(BaseModel):
-    """AIRSS-like random symmetric crystals with pyxtal."""
-
-    model_config = _STRICT
-    compositions: list[str] = Field(description="Formulas, e.g. ['NaCl', 'Li2O'].")
-    space_groups: list[int] = Field(default_factory=lambda: list(range(2, 231)), description="Space groups to sample.")
-    formula_units: list[int] = Field(default_factory=lambda: [1, 2, 4], description="Formula units per cell.")
-    n_seeds: int = Field(1, ge=1, description="Random structures per (composition, space group, Z).")
-
-
-class FileSource(BaseModel):
-    """Candidates read from user files (CIF, POSCAR, extxyz, ASE db, pymatgen JSON; folders and globs)."""
-
-    model_config = _STRICT
-    paths: list[str] = Field(description="Files, folders or glob patterns.")
-    order_disordered: bool = Field(False, description="Order partially occupied structures instead of flagging them.")
 
 
 class GenerationSpec(BaseModel):

@@ -6,13 +6,13 @@ its flow has finished, including the parents' replacements, detours and addition
 (``run_locally`` runs those depth-first before moving on, so children always see
 the final output of a replaced job).
 
-Store access.  The embedded store (MontyStore) takes one writer, so by default
-workers never touch it: the driver reads the output documents a job references
-(following references nested in those outputs) and ships them with the job; the
-worker runs the unmodified ``Job.run`` against a throwaway in-memory ``JobStore``
-seeded with them, records the ``JobStore.update`` calls it makes, and returns them
-with the ``Response``; the driver replays those updates on the real store.  Thus
-reference resolution, ``on_missing_references``, output schemas, additional-store
+Store access.  The embedded store (SQLiteStore) takes one writer, so by default
+workers never touch it: the driver resolves a job's references with jobflow's own
+resolution (``on_missing_references`` included) and ships the job with exactly the values
+it references (one chunk of a generation shard, not the shard); the worker runs the
+unmodified ``Job.run`` against a throwaway in-memory ``JobStore``, records the
+``JobStore.update`` calls it makes, and returns them with the ``Response``; the driver
+replays those updates on the real store.  Thus output schemas, additional-store
 ``save`` keys, ``prepare_replace`` and the metadata/config/name propagation are
 jobflow's own code; ``JobStore.update`` (sanitising, blob splitting) runs on the worker
 too, so the driver only inserts finished documents.  Jobs with ``config.expose_store`` run on the driver, because
@@ -46,6 +46,7 @@ by the driver, or made directly with ``direct_writes``.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -53,14 +54,14 @@ import secrets
 import socket
 import time
 import traceback
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from jobflow import Flow, Job, JobStore, Response
-from jobflow.core.reference import OnMissing, find_and_get_references
+from jobflow.core.reference import OnMissing, find_and_resolve_references
 from maggma.stores import MemoryStore
 from monty.json import MontyDecoder, MontyEncoder, jsanitize
 
@@ -68,7 +69,7 @@ from matris_flows.core.job_slot import job_slot
 from matris_flows.core.publishing import WRITE_ONLY_STORE
 from matris_flows.core.serialization import safe_decode
 from matris_flows.execution.kill_points import kill_point
-from matris_flows.stores import JOURNAL_STORE_NAME
+from matris_flows.stores.config import JOURNAL_STORE_NAME
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -102,25 +103,9 @@ class JobEvent:
     index: int
     name: str
     status: str  # submitted | completed | failed | skipped | resumed | retrying
-    n_items: int | None = None  # completed: items the output holds (see count_items)
+    output: Any = field(default=None, repr=False, compare=False)  # completed: the job's output, for progress counts
     error: str | None = None  # failed: the first line of the exception, e.g. "ValueError: ..."
     job: Job | None = field(default=None, repr=False, compare=False)  # failed: the job, for its inputs
-
-
-def count_items(output: Any) -> int | None:
-    """How many items (candidates, structures) a job's output holds, where it says so cheaply.
-
-    ``n_candidates`` if the output has it (a generation shard), else the length of its
-    ``candidate_ids`` or ``documents`` list (a hull or relaxation chunk); None otherwise.
-    """
-    count = getattr(output, "n_candidates", None)
-    if isinstance(count, int):
-        return count
-    for name in ("candidate_ids", "documents"):
-        items = getattr(output, name, None)
-        if isinstance(items, list):
-            return len(items)
-    return None
 
 
 def exception_summary(message: str) -> str:
@@ -177,43 +162,36 @@ _DOCS_TARGET = "__docs__"  # StoreWrite target of the JobStore's docs store
 
 
 class _RecordingStore(MemoryStore):
-    """A store whose ``update`` calls are recorded, not applied; ``seed`` fills it for reads."""
+    """A store whose ``update`` calls are recorded, not applied."""
 
     def __init__(self, target: str, recorded: list[StoreWrite]):
         super().__init__(collection_name=f"{target}-{secrets.token_hex(4)}")
         self.target = target
         self.recorded = recorded
 
-    def seed(self, docs: list[dict], key: list[str]) -> None:
-        MemoryStore.update(self, docs, key=key)
-
     def update(self, docs, key=None, **kwargs):
         self.recorded.append(StoreWrite(self.target, docs, key))
 
 
 class _RecordingJobStore(JobStore):
-    """An in-memory JobStore, seeded with the documents a job reads, that records every write.
+    """An in-memory JobStore that records every write.
 
     ``JobStore.update`` runs here, on the worker: sanitising the output and splitting blobs
     off to the additional stores is the costly part of a write, and the driver, the one
     writer of an embedded store, only inserts the finished documents.
     """
 
-    def __init__(self, additional_store_names, seed_docs):
+    def __init__(self, additional_store_names):
         recorded: list[StoreWrite] = []
         docs = _RecordingStore(_DOCS_TARGET, recorded)
         super().__init__(docs, additional_stores={name: _RecordingStore(name, recorded) for name in additional_store_names})
         self.connect()
-        if seed_docs:
-            docs.seed(seed_docs, key=["uuid", "index"])
         self.recorded = recorded
 
 
-def execute_job(
-    job: Job, seed_docs: list[dict], additional_store_names: list[str]
-) -> WorkerResult:
-    """Run ``job`` on a worker without touching the real store (the Dask task body)."""
-    store = _RecordingJobStore(additional_store_names, seed_docs)
+def execute_job(job: Job, additional_store_names: list[str]) -> WorkerResult:
+    """Run ``job``, its references resolved (:func:`resolve_inputs`), on a worker without touching the real store (the Dask task body)."""
+    store = _RecordingJobStore(additional_store_names)
     with job_slot():  # jobflow's CURRENT_JOB is one per process
         worker, started_at = worker_label(), time.time()
         try:
@@ -271,34 +249,52 @@ def _reset_current_job():
     CURRENT_JOB.reset()
 
 
-def collect_input_documents(job: Job, store: JobStore) -> list[dict]:
-    """The latest output documents ``job`` references, with blobs loaded.
+class RecentOutputs(OrderedDict):
+    """jobflow's reference cache (``{uuid: {index: output}}``) that keeps the last few jobs' outputs only.
 
-    References nested in those outputs are followed, because ``get_output`` resolves
-    them when the worker resolves the job's arguments.
+    The chunk jobs of one generation shard reference that shard's output one after another, so
+    the driver reads a shard once instead of once per chunk (and again for its hull job), while
+    the cache stays the same size however many shards a campaign has.
     """
-    if not job.config.resolve_references:
-        return []
-    todo = list(job.input_uuids)
-    seen: set[str] = set()
-    docs = []
-    while todo:
-        uuid = todo.pop()
-        if uuid in seen:
-            continue
-        seen.add(uuid)
-        doc = store.query_one(
-            {"uuid": uuid},
-            properties=["uuid", "index", "output"],
-            sort={"index": -1},
-            load=True,
-        )
-        if doc is None:
-            continue
-        doc.pop("_id", None)
-        docs.append(doc)
-        todo.extend(ref.uuid for ref in find_and_get_references(doc["output"]))
-    return docs
+
+    def __init__(self, size: int = 4):
+        super().__init__()
+        self.size = size
+
+    def __getitem__(self, uuid):
+        self.move_to_end(uuid)
+        return super().__getitem__(uuid)
+
+    def __setitem__(self, uuid, outputs):
+        super().__setitem__(uuid, outputs)
+        self.move_to_end(uuid)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+def resolve_inputs(job: Job, store: JobStore, cache: RecentOutputs) -> Job:
+    """A copy of ``job`` whose references are replaced by the values they point to, as ``Job.run`` would.
+
+    jobflow's own resolution (:func:`~jobflow.core.reference.find_and_resolve_references`, with the
+    job's ``on_missing_references``) reads the referenced outputs from ``store``; the cache holds them
+    undecoded and each job decodes only what it references, so jobs share no objects. The copy
+    does not resolve again when it runs. ``job`` itself keeps its references (the journal, failure
+    reports and resume read them).
+    """
+    config = job.config
+    if not config.resolve_references:
+        return job
+    options = {
+        "cache": cache, "on_missing": config.on_missing_references, "deserialize": False,
+        "wrap_resolved": config.resolve_references == "both",
+    }
+    decoder = MontyDecoder()
+    resolved = copy.copy(job)
+    resolved.function_args = tuple(decoder.process_decoded(find_and_resolve_references(job.function_args, store, **options)))
+    resolved.function_kwargs = decoder.process_decoded(find_and_resolve_references(job.function_kwargs, store, **options))
+    resolved.config = copy.copy(config)
+    resolved.config.resolve_references = False
+    return resolved
 
 
 def _encode(obj) -> Any:
@@ -446,7 +442,7 @@ class _JobRun:
             runner.responses[job.uuid][job.index] = response
         if journal:
             runner.write_journal(job, response, timeline)
-            runner.emit(job, "completed", n_items=count_items(response.output))
+            runner.emit(job, "completed", output=response.output)
 
         if response.stored_data is not None:
             logger.warning("Response.stored_data is not supported with the Dask manager.")
@@ -524,6 +520,7 @@ class _DaskRunner:
         self._capacity_checked = float("-inf")
         self._auto_capacity = 4
         self._in_flight: dict[Future, _JobRun] = {}
+        self._outputs = RecentOutputs()
         self._store_spec = None
         if callable(direct_writes):
             self._store_spec = _StoreSpec(key=secrets.token_hex(8), factory=direct_writes)
@@ -532,10 +529,10 @@ class _DaskRunner:
         self._additional_store_names = list(store.additional_stores)
 
     # -- bookkeeping --------------------------------------------------------------
-    def emit(self, job: Job, status: str, n_items: int | None = None, error: str | None = None):
+    def emit(self, job: Job, status: str, output: Any = None, error: str | None = None):
         if self.progress is not None:
             self.progress(
-                JobEvent(job.uuid, job.index, job.name, status, n_items=n_items, error=error, job=job if status == "failed" else None)
+                JobEvent(job.uuid, job.index, job.name, status, output=output, error=error, job=job if status == "failed" else None)
             )
 
     def schedule(self, action: Callable[[], None]):
@@ -644,12 +641,12 @@ class _DaskRunner:
             )
         else:
             try:
-                seeds = collect_input_documents(job, self.store)
-            except Exception:  # noqa: BLE001 - e.g. a reference cycle, as Job.run would
+                resolved = resolve_inputs(job, self.store, self._outputs)
+            except Exception:  # noqa: BLE001 - a missing output with on_missing ERROR fails the job, as Job.run would
                 run.handle_failure(traceback.format_exc())
                 return
             future = self.client.submit(
-                execute_job, job, seeds, self._additional_store_names, key=key,
+                execute_job, resolved, self._additional_store_names, key=key,
                 pure=False, **submit_kwargs,
             )
         run.attempts += 1

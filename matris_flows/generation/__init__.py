@@ -1,18 +1,17 @@
 """Generation stage: candidate structures for a screening campaign.
 
 Sources (ionic substitution, prototype decoration, pyxtal random search, user files) are
-Makers in :mod:`.jobs`; :class:`~.jobs.GenerationMaker` combines them into one filtered,
-deduplicated candidate set and :class:`~.jobs.ShardedGenerationMaker` generates a campaign
-of any size as parallel shards, each adding one downstream job per chunk of candidates.
+Makers in :mod:`.jobs`; :class:`~.jobs.ShardedGenerationMaker` combines them and generates a
+campaign of any size as parallel shards, each filtered and deduplicated on its own and
+replaced by one downstream job per chunk of candidates.
 Documents are in :mod:`.schemas`.
 """
 
 # Imported lazily (PEP 562): the spec and the CLI's read-only commands import
-# ``generation.filters``/``generation.schemas`` and must not pay for the sources' heavy
-# dependencies (pymatgen analysis, sympy, pyxtal).
+# ``generation.filters``/``generation.schemas``/``generation.source_settings`` and must not
+# pay for the sources' heavy dependencies (pymatgen analysis, sympy, pyxtal).
 _EXPORTS = {
     "FileSourceMaker": "jobs",
-    "GenerationMaker": "jobs",
     "PrototypeMaker": "jobs",
     "RandomSearchMaker": "jobs",
     "ShardedGenerationMaker": "jobs",
@@ -38,7 +37,6 @@ __all__ = [
     "Candidate",
     "CandidateChunk",
     "FileSourceMaker",
-    "GenerationMaker",
     "GenerationOutput",
     "GenerationPlan",
     "GenerationReport",

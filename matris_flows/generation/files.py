@@ -245,16 +245,6 @@ def order_structure(structure: Structure, n_orderings: int = 1) -> list[Structur
     raise ValueError(f"could not order the partial occupancies ({last_error})")
 
 
-def iter_file_candidates(
-    inputs: Sequence[str | Path],
-    order_disordered: bool = False,
-    n_orderings: int = 1,
-) -> Iterator[Candidate | RejectedCandidate]:
-    """Yield one candidate per structure in the files, or a rejection per bad file or structure."""
-    for path, digest, problem in list_file_units(inputs):
-        yield from iter_one_file(path, problem, order_disordered, n_orderings, digest)
-
-
 def iter_one_file(
     path: str,
     problem: str | None = None,

@@ -2,12 +2,13 @@
 
 Source Makers (``SubstitutionMaker``, ``PrototypeMaker``, ``RandomSearchMaker``,
 ``FileSourceMaker``) each make one job that generates, filters and dedups their own
-candidates, and can be combined: ``GenerationMaker(sources=[...])`` runs them as one job
-(small campaigns), and ``ShardedGenerationMaker`` runs a campaign of any size as a flat,
-parallel fan-out: a planning job splits the sources' work units into shards and hands
-each shard job its own units (a file is its path and content digest, not a place in a
-listing), each shard job generates and deduplicates its units and adds one downstream job
-(relaxation and hull) per chunk of its candidates.
+candidates; the settings a campaign spec can give take their defaults from
+:mod:`.source_settings`. ``ShardedGenerationMaker`` combines the sources and runs a
+campaign of any size as a flat, parallel fan-out: a planning job splits the sources' work
+units into shards and adds one job per shard, holding that shard's own units (a file is
+its path and content digest, not a place in a listing); each shard job generates and
+deduplicates its units and is replaced by one downstream job (relaxation and hull) per
+chunk of its candidates.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from typing import Any
 
@@ -44,6 +45,13 @@ from matris_flows.generation.schemas import (
     GenerationShard,
     RejectedCandidate,
     RejectionReason,
+)
+from matris_flows.generation.source_settings import (
+    FileSource,
+    PrototypeSource,
+    RandomSearchSource,
+    SubstitutionSource,
+    field_default,
 )
 from matris_flows.generation.substitution import TemplateLike, iter_substitution_candidates, load_templates
 
@@ -93,23 +101,19 @@ class CandidateSourceMaker(Maker):
 
 @dataclass
 class SubstitutionMaker(CandidateSourceMaker):
-    """Hautier ionic substitution from templates (see :mod:`.substitution`).
-
-    ``templates`` may be set here or passed to :meth:`make_from_templates` (e.g. the
-    reference entries an upstream job loaded).
-    """
+    """Hautier ionic substitution from templates (see :mod:`.substitution`)."""
 
     name: str = "substitution candidates"
     templates: list[TemplateLike] = field(default_factory=list)
-    threshold: float = 1e-3
-    max_substituted_species: int = 2
-    allowed_elements: list[str] | None = None
-    partial_fractions: tuple[float, ...] = ()
+    threshold: float = field_default(SubstitutionSource, "threshold")
+    max_substituted_species: int = field_default(SubstitutionSource, "max_substituted_species")
+    allowed_elements: list[str] | None = field_default(SubstitutionSource, "allowed_elements")
+    partial_fractions: tuple[float, ...] = tuple(field_default(SubstitutionSource, "partial_fractions"))
     max_partial_sites: int = 8
     n_orderings: int = 1
-    max_per_template: int | None = None
-    max_templates: int | None = None
-    max_template_atoms: int | None = None
+    max_per_template: int | None = field_default(SubstitutionSource, "max_per_template")
+    max_templates: int | None = field_default(SubstitutionSource, "max_templates")
+    max_template_atoms: int | None = field_default(SubstitutionSource, "max_template_atoms")
 
     def _loaded(self) -> list[tuple[str, Structure]]:
         # Loading a 1000-entry chemsys file takes seconds: once per Maker instance, and once
@@ -133,15 +137,6 @@ class SubstitutionMaker(CandidateSourceMaker):
             self.partial_fractions, self.max_partial_sites, self.n_orderings, self.max_per_template,
         )
 
-    def make_from_templates(
-        self,
-        templates: Sequence[TemplateLike],
-        reference_structures: Sequence[Any] | None = None,
-        supported_elements: Collection[str] | None = None,
-    ) -> Job:
-        """Job substituting ``templates`` (which may be an upstream job's output reference)."""
-        return _substitute_templates(self, templates, reference_structures, supported_elements)
-
 
 @lru_cache(maxsize=8)
 def _load_template_files(paths: tuple[str, ...]) -> tuple[tuple[str, Structure], ...]:
@@ -159,17 +154,6 @@ def select_templates(
     return kept[:max_templates]
 
 
-@job(output_schema=GenerationOutput)
-def _substitute_templates(
-    maker: SubstitutionMaker,
-    templates: Sequence[TemplateLike],
-    reference_structures: Sequence[Any] | None,
-    supported_elements: Collection[str] | None,
-) -> GenerationOutput:
-    source = replace(maker, templates=list(templates))
-    return generate_candidates([source], source.filters, source.dedup, reference_structures, supported_elements)
-
-
 @dataclass
 class PrototypeMaker(CandidateSourceMaker):
     """Decorate the shipped prototype library over element lists (see :mod:`.prototypes`).
@@ -180,8 +164,8 @@ class PrototypeMaker(CandidateSourceMaker):
 
     name: str = "prototype candidates"
     element_lists: list[list[str]] = field(default_factory=list)
-    prototypes: list[str] | None = None
-    charge_balanced: bool = True
+    prototypes: list[str] | None = field_default(PrototypeSource, "prototypes")
+    charge_balanced: bool = field_default(PrototypeSource, "charge_balanced")
     charge_balance_method: str = "pymatgen"
     permute_lists: bool = True
 
@@ -206,9 +190,9 @@ class RandomSearchMaker(CandidateSourceMaker):
 
     name: str = "random search candidates"
     compositions: list[str] = field(default_factory=list)
-    space_groups: list[int] = field(default_factory=lambda: list(range(2, 231)))
-    formula_units: list[int] = field(default_factory=lambda: [1, 2, 4])
-    n_seeds: int = 1
+    space_groups: list[int] = field(default_factory=partial(field_default, RandomSearchSource, "space_groups"))
+    formula_units: list[int] = field(default_factory=partial(field_default, RandomSearchSource, "formula_units"))
+    n_seeds: int = field_default(RandomSearchSource, "n_seeds")
     seed: int = 0
     volume_factor: float = 1.1
 
@@ -229,7 +213,7 @@ class FileSourceMaker(CandidateSourceMaker):
 
     name: str = "file candidates"
     paths: list[str] = field(default_factory=list)
-    order_disordered: bool = False
+    order_disordered: bool = field_default(FileSource, "order_disordered")
     n_orderings: int = 1
 
     def work_units(self) -> Sequence[FileUnit]:
@@ -248,35 +232,6 @@ class FileSourceMaker(CandidateSourceMaker):
         """Structures of one file; a rejection if it was deleted or changed since its digest was taken."""
         path, digest, problem = unit
         yield from iter_one_file(path, problem, self.order_disordered, self.n_orderings, digest)
-
-
-@dataclass
-class GenerationMaker(Maker):
-    """All sources of a campaign in one job: filtered, deduplicated, one output document."""
-
-    name: str = "generate candidates"
-    sources: list[CandidateSourceMaker] = field(default_factory=list)
-    filters: FilterSettings = field(default_factory=FilterSettings)
-    dedup: DedupSettings = field(default_factory=DedupSettings)
-    max_recorded_rejections: int | None = 1000
-
-    @job(output_schema=GenerationOutput)
-    def make(
-        self,
-        reference_structures: Sequence[Any] | None = None,
-        supported_elements: Collection[str] | None = None,
-    ) -> GenerationOutput:
-        """Generate the campaign's candidates.
-
-        Args:
-            reference_structures: known phases (MP entries, structures, or JSON files of
-                them); candidates matching one are dropped as ``duplicate_of_reference``.
-            supported_elements: elements the chosen potential supports (None = no filter).
-        """
-        return generate_candidates(
-            self.sources, self.filters, self.dedup, reference_structures, supported_elements,
-            self.max_recorded_rejections,
-        )
 
 
 ChunkMaker = Callable[..., Job | Flow] | Maker
@@ -334,13 +289,13 @@ def split_evenly(n: int, max_size: int) -> list[tuple[int, int]]:
 
 
 @dataclass
-class ShardedGenerationMaker(GenerationMaker):
+class ShardedGenerationMaker(Maker):
     """Generate a campaign of any size as a flat, parallel fan-out of shards.
 
     The planning job (``make``) lists the sources' work units and adds one job per shard
     of consecutive units, each with its own units as an argument (:meth:`plan`). A shard
     job generates, filters and deduplicates its units one at a time (:func:`shard_unit_events`),
-    splits its candidates into chunks and adds ``chunk_maker(structures, candidate_ids)``
+    splits its candidates into chunks and is replaced by ``chunk_maker(structures, candidate_ids)``
     (e.g. relaxation + hull) for each chunk. Nesting depth is constant (plan → shard →
     chunk) whatever the campaign size, no job input or output holds more than one shard,
     and the candidates themselves go to the ``data`` store.
@@ -351,6 +306,12 @@ class ShardedGenerationMaker(GenerationMaker):
 
     Parameters
     ----------
+    sources
+        The campaign's source Makers; their work units are numbered in this order.
+    filters, dedup
+        Sanity filters and duplicate detection applied to every shard.
+    max_recorded_rejections
+        Rejections kept with their details per shard (counts are always exact).
     chunk_size
         Largest number of candidates per chunk job.
     parallelism
@@ -360,8 +321,6 @@ class ShardedGenerationMaker(GenerationMaker):
         Target chunks per worker (more: better balance, more jobs).
     shards_per_worker
         Target generation shards per worker, so that generation runs in parallel too.
-    max_recorded_rejections
-        Rejections kept with their details per shard (counts are always exact).
     isolate
         Generate and screen the units in a child process watched from outside
         (:mod:`matris_flows.core.isolation`): a unit that crashes native code, hangs or
@@ -372,11 +331,14 @@ class ShardedGenerationMaker(GenerationMaker):
     """
 
     name: str = "generate candidates"
+    sources: list[CandidateSourceMaker] = field(default_factory=list)
+    filters: FilterSettings = field(default_factory=FilterSettings)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
+    max_recorded_rejections: int | None = 10
     chunk_size: int = 200
     parallelism: int = 1
     chunks_per_worker: int = 2
     shards_per_worker: int = 4
-    max_recorded_rejections: int | None = 10
     isolate: bool = True
     unit_timeout_s: float = 600.0
 
@@ -450,7 +412,7 @@ class ShardedGenerationMaker(GenerationMaker):
         supported_elements: Collection[str] | None = None,
         units: Sequence[Sequence[Any]] | None = None,
     ) -> Response:
-        """Generate shard ``shard_index`` of ``plan`` and add one ``chunk_maker`` job per chunk.
+        """Generate shard ``shard_index`` of ``plan``; replace this job by one ``chunk_maker`` job per chunk.
 
         ``units`` are the shard's ``[source index, unit key]`` pairs from :meth:`plan`.
         """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from pymatgen.core import Composition, Element
 
@@ -141,18 +141,3 @@ def generate_random_structure(
             input_name=formula, provenance=provenance,
         )
     return build_candidate(crystal.to_pymatgen(), provenance)
-
-
-def iter_random_candidates(
-    compositions: Sequence[str],
-    space_groups: Sequence[int],
-    formula_units: Sequence[int] = (1, 2, 4),
-    n_seeds: int = 1,
-    base_seed: int = 0,
-    volume_factor: float = 1.1,
-) -> Iterator[Candidate | RejectedCandidate]:
-    """Random symmetric crystals: ``n_seeds`` per composition, formula-unit count and compatible space group."""
-    units, rejected = plan_random_search(compositions, space_groups, formula_units, n_seeds)
-    yield from rejected
-    for unit in units:
-        yield generate_random_structure(unit, base_seed, volume_factor)

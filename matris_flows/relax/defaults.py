@@ -49,6 +49,8 @@ POTENTIAL_DEFAULTS: dict[str, RelaxDefaults] = {
     PotentialKind.SEVENNET.value: RelaxDefaults(
         0.05, 500, f"{_MBD} models/sevennet/sevennet-0.yml (max_force 0.05, max_steps 500, FIRE)"
     ),
+    # hienet.yml at janosh/matbench-discovery commit 8fc4f70f; its run script
+    # models/hienet/test_hienet_discovery.py sets ase_filter "frechet" (FrechetCellFilter).
     PotentialKind.HIENET.value: RelaxDefaults(
         0.05, 500, f"{_MBD} models/hienet/hienet.yml (max_force 0.05, max_steps 500, FIRE; frechet cell filter)"
     ),

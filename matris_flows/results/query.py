@@ -6,8 +6,8 @@ also holds every other candidate (``stable_campaign_only``, ``max_e_above_hull_c
 ``novel_only`` keeps what a screener would call new: assessed, not a known reference
 phase, not a duplicate of another candidate.
 
-Every operator used here ($and, $or, $nor, $all, $lte) behaves the same in MongoDB,
-mongomock (MemoryStore) and montydb (MontyStore). Documents whose sort field is
+Every operator used here ($and, $or, $nor, $all, $lte) behaves the same in MongoDB and
+mongomock, whose matcher MemoryStore and SQLiteStore both apply. Documents whose sort field is
 null or missing (failed candidates have ``e_above_hull = None``) are returned
 after all others, whatever the direction: the databases disagree with screeners
 about where "no number" belongs, so it is decided here and not by the backend.
@@ -140,7 +140,7 @@ class CandidateQuery(BaseModel):
         return -1 if self.sort.startswith("-") else 1
 
     def to_mongo(self) -> dict[str, Any]:
-        """MongoDB criteria (``{}`` when nothing is set) that MemoryStore and MontyStore also understand."""
+        """MongoDB criteria (``{}`` when nothing is set) that MemoryStore and SQLiteStore also understand."""
         clauses: list[dict[str, Any]] = []
         if self.chemsys is not None:
             clauses.append({"chemsys": self.chemsys})
@@ -189,8 +189,8 @@ def null_criteria(field: str) -> dict[str, Any]:
     """Criteria matching documents where ``field`` (a dotted path) is null or missing.
 
     Every parent of a dotted path is tested too: ``{"validation.status": None}``
-    disagrees between backends when ``validation`` itself is null (mongomock does
-    not match it, MongoDB and montydb do).
+    disagrees between backends when ``validation`` itself is null (mongomock, and so
+    MemoryStore and SQLiteStore, does not match it; MongoDB does).
     """
     parts = field.split(".")
     clauses = [{".".join(parts[: i + 1]): None} for i in range(len(parts))]

@@ -49,7 +49,7 @@ def update_candidate_store(
 ) -> int:
     """Write each validation into its candidate's document in ``store``; returns how many were joined.
 
-    Works with any maggma Store (Memory, Monty, Mongo). Candidates missing from the store
+    Works with any maggma Store (Memory, SQLite, Mongo). Candidates missing from the store
     are skipped: the validation documents stay the record of what was computed.
     """
     updated = []

@@ -6,12 +6,13 @@ import json
 
 import pytest
 
-from matris_flows.campaign.inspect import plot_campaign, query_campaign
-from matris_flows.campaign.runner import FLOW_FILE, SPEC_FILE, resume_campaign, run_campaign
+from matris_flows.campaign.directory import FLOW_FILE, SPEC_FILE
+from matris_flows.campaign.reading import plot_campaign, query_campaign
+from matris_flows.campaign.runner import resume_campaign, run_campaign
 from matris_flows.campaign.spec import load_spec
 from matris_flows.cli import main
 from matris_flows.results import CandidateQuery
-from matris_flows.stores import make_job_store
+from matris_flows.stores.backends import make_job_store
 
 # L1_2 A3B alloys of Cu, Ni, Pd; EMT energies are not MP-compatible, so the hull is the
 # campaign-internal one (elemental references relaxed with EMT inside the hull job).
@@ -152,6 +153,19 @@ def test_queries_and_cli(dask_campaign, tmp_path, capsys):
     assert main(["status", str(directory)]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["candidates"] == 6
+    by_stage = status["finished_by_stage"]
+    assert by_stage["relax"] == by_stage["hull"] >= 1 and by_stage["campaign hull"] == 1 and "other" not in by_stage
+
+
+@pytest.mark.parametrize("campaign", ["emt-alloys", "relax-hull-test"])
+def test_status_groups_jobs_by_the_stage_in_their_name_not_the_campaigns(campaign):
+    from matris_flows.campaign.status import _stage
+
+    assert _stage(f"{campaign}: generate shard 3", campaign) == "generate"
+    assert _stage(f"{campaign}: chunk: relax 3.1", campaign) == "relax"
+    assert _stage(f"{campaign}: chunk: hull 3.1", campaign) == "hull"
+    assert _stage(f"{campaign}: campaign hull", campaign) == "campaign hull"
+    assert _stage(f"{campaign}: consistent references: relax 0", campaign) == "consistent references"
 
 
 def test_a_changed_spec_does_not_silently_resume_an_old_campaign(dask_campaign, tmp_path):

@@ -127,3 +127,26 @@ def test_validation_settings_reach_the_selection_and_the_gpaw_hull():
     assert (maker.backend_maker.reference_window, maker.backend_maker.stable_tolerance) == (0.05, 0.01)
     default = _validation(spec.model_copy(update={"validation": ValidationSpec(enabled=True)}))
     assert default.selection.allow_unconverged is False and default.backend_maker.stable_tolerance == 0.005
+
+
+def test_source_settings_a_spec_leaves_out_are_the_makers_defaults():
+    from matris_flows.campaign.flow import _sources
+    from matris_flows.generation.jobs import FileSourceMaker, PrototypeMaker, RandomSearchMaker, SubstitutionMaker
+
+    spec = CampaignSpec.model_validate(
+        {
+            "name": "s",
+            "generation": {
+                "substitution": {"templates": ["t.json"]},
+                "prototypes": {"element_lists": [["Cu"], ["Ni"]]},
+                "random_search": {"compositions": ["NaCl"]},
+                "files": {"paths": ["x.cif"]},
+            },
+        }
+    )
+    assert _sources(spec) == [
+        SubstitutionMaker(templates=["t.json"]),
+        PrototypeMaker(element_lists=[["Cu"], ["Ni"]]),
+        RandomSearchMaker(compositions=["NaCl"]),
+        FileSourceMaker(paths=["x.cif"]),
+    ]

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from matris_flows.campaign.runner import FAILURES_FILE, LOCK_FILE, LOG_FILE
+from matris_flows.campaign.directory import DRIVER_FILE, FAILURES_FILE, LOG_FILE
 from matris_flows.cli import main
 
 SPEC = """
@@ -67,6 +67,7 @@ def _free_port() -> int:
         ("bad_spec", "at least one source"),
         ("missing_store_file", "does not exist"),
         ("bad_store_yaml", "not valid YAML"),
+        ("removed_monty_store", "'monty' store backend (montydb) was removed: use type: sqlite"),
         ("unset_uri_env", "MF_UX_UNSET_URI"),
         ("unset_password_env", "MF_UX_UNSET_PASSWORD"),
         ("unreachable_mongo", "MongoDB"),
@@ -83,6 +84,9 @@ def test_user_errors_are_one_line_with_exit_code_2(case, expected, tmp_path, cap
         write_spec(spec, extra="store: no_such_store.yaml\n")
     elif case == "bad_store_yaml":
         (tmp_path / "store.yaml").write_text("type: [mongo\n")
+        write_spec(spec, extra="store: store.yaml\n")
+    elif case == "removed_monty_store":
+        (tmp_path / "store.yaml").write_text("type: monty\n")
         write_spec(spec, extra="store: store.yaml\n")
     elif case == "unset_uri_env":
         (tmp_path / "store.yaml").write_text("type: mongo_uri\nuri_env: MF_UX_UNSET_URI\n")
@@ -153,21 +157,32 @@ def test_fresh_empties_the_campaign_store(tmp_path, capsys):
     assert {d["chemsys"] for d in docs} == {"Cu-Pd"}, "no candidate of the old campaign is left"
 
 
+_HOLD_LOCK = """
+import sys, time
+from matris_flows.campaign.directory import campaign_lock
+with campaign_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
 def test_a_second_driver_is_refused_and_a_stale_lock_taken_over(tmp_path, capsys):
     spec = write_spec(tmp_path / "spec.yaml")
     directory = tmp_path / "campaign"
     directory.mkdir()
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    live = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(directory)], stdout=subprocess.PIPE, text=True)
     try:
-        (directory / LOCK_FILE).write_text(f"{live.pid}\n{socket.gethostname()}\n")
+        assert live.stdout.readline() == "locked\n"
         assert main(["screen", str(spec), "--dir", str(directory), "--local"]) == 2
         assert f"PID {live.pid}" in one_error_line(capsys)
     finally:
-        live.kill()
+        live.kill()  # SIGKILL, as a driver killed mid-run: nothing is cleaned up
         live.wait()
-    # the holder is gone now: its lock is stale and the next driver takes it over
+        live.stdout.close()
+    assert (directory / DRIVER_FILE).read_text() == f"{live.pid}\n{socket.gethostname()}\n", "the dead driver's record stays"
+    # the holder is gone now: the kernel released its lock, and the next driver takes over
     assert main(["screen", str(spec), "--dir", str(directory), "--local"]) == 0
-    assert not (directory / LOCK_FILE).exists()
+    assert not (directory / DRIVER_FILE).exists()
 
 
 def test_a_failed_job_says_why_and_resume_completes_after_the_fix(tmp_path, capsys, monkeypatch):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from matris_flows.campaign.inspect import query_campaign
+from matris_flows.campaign.reading import query_campaign
 
 REPO = Path(__file__).resolve().parents[2]
 ELEMENTS = ("Cu", "Ni", "Pd")

@@ -6,7 +6,8 @@ import pytest
 
 from matris_flows.execution import run_on_dask
 from matris_flows.generation.schemas import GenerationShard
-from matris_flows.stores import StoreConfig, connect_job_store, make_candidates_store
+from matris_flows.stores.backends import connect_job_store, make_candidates_store
+from matris_flows.stores.config import StoreConfig
 from matris_flows.testing.synthetic import synthetic_screening
 
 

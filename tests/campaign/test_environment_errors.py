@@ -126,7 +126,7 @@ def test_random_bytes_in_the_database_are_found_when_it_is_opened(command, campa
 
 def test_the_database_files_are_private(finished, tmp_path):
     assert stat.S_IMODE(database(finished).stat().st_mode) == 0o600
-    from matris_flows.sqlite_store import SQLiteStore
+    from matris_flows.stores.sqlite.store import SQLiteStore
 
     store = SQLiteStore("docs", database_path=str(tmp_path / "db" / "x.sqlite"))
     store.connect()
@@ -183,9 +183,10 @@ JOURNAL_FULL = """
 import sys
 from pathlib import Path
 
-from matris_flows import sqlite_store
+from matris_flows.stores.sqlite.errors import DatabaseFileError
+from matris_flows.stores.sqlite.store import SQLiteStore
 
-update = sqlite_store.SQLiteStore.update
+update = SQLiteStore.update
 
 
 def journal_without_room(self, docs, key=None):
@@ -195,13 +196,13 @@ def journal_without_room(self, docs, key=None):
         writer.execute(f"PRAGMA max_page_count={writer.execute('PRAGMA page_count').fetchone()[0]}")
         try:
             return update(self, docs, key=key)
-        except sqlite_store.DatabaseFileError:
+        except DatabaseFileError:
             Path(sys.argv[1]).write_text("the journal commit failed")
             raise
     return update(self, docs, key=key)
 
 
-sqlite_store.SQLiteStore.update = journal_without_room
+SQLiteStore.update = journal_without_room
 from matris_flows.cli import main
 
 sys.exit(main(sys.argv[2:]))

@@ -23,11 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from matris_flows.campaign.inspect import query_campaign
-from matris_flows.campaign.runner import SPEC_FILE, resume_campaign, run_campaign
+from matris_flows.campaign.directory import SPEC_FILE
+from matris_flows.campaign.reading import query_campaign
+from matris_flows.campaign.runner import resume_campaign, run_campaign
 from matris_flows.campaign.spec import load_spec
 from matris_flows.execution.kill_points import KILL_AT_ENV
-from matris_flows.stores import DATA_STORE_NAME, make_job_store
+from matris_flows.stores.backends import make_job_store
+from matris_flows.stores.config import DATA_STORE_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 ELEMENTS = ("Cu", "Ni", "Pd")

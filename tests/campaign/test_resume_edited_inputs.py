@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from matris_flows.campaign.runner import SPEC_FILE, resume_campaign, run_campaign
+from matris_flows.campaign.directory import SPEC_FILE
+from matris_flows.campaign.runner import resume_campaign, run_campaign
 from matris_flows.campaign.spec import load_spec
-from matris_flows.stores import DATA_STORE_NAME, make_job_store
+from matris_flows.stores.backends import make_job_store
+from matris_flows.stores.config import DATA_STORE_NAME
 
 ELEMENTS = ("Cu", "Ni", "Pd")
 N_FILES = 6

@@ -14,7 +14,7 @@ from maggma.stores import MemoryStore
 from monty.json import MontyDecoder
 from pymatgen.core import Lattice, Structure
 
-from matris_flows.campaign.runner import rebuild_flow
+from matris_flows.campaign.resume import rebuild_flow
 from matris_flows.campaign.spec import SpecError
 from matris_flows.core.serialization import SafeDecoder, UnsafeJSONError, check_trusted, safe_decode, safe_loads
 from matris_flows.generation.files import iter_one_file

@@ -185,7 +185,7 @@ def test_cli_reports_a_stall_in_one_line_and_the_campaign_resumes(tmp_path, monk
     import contextlib
 
     import matris_flows.execution as execution
-    from matris_flows.campaign.inspect import query_campaign
+    from matris_flows.campaign.reading import query_campaign
     from matris_flows.cli import main
 
     real_open_client = execution.open_client

@@ -11,7 +11,8 @@ from monty.json import MontyDecoder
 from matris_flows.execution.clusters import open_client
 from matris_flows.execution.dask_manager import run_on_dask
 from matris_flows.execution.profile import ExecutionProfile
-from matris_flows.stores import StoreConfig, make_job_store
+from matris_flows.stores.backends import make_job_store
+from matris_flows.stores.config import StoreConfig
 from matris_flows.testing import jobs as tj
 
 
@@ -275,7 +276,7 @@ def test_resume_false_reruns(dask_client, new_job_store, tmp_path):
 
 
 def test_direct_writes_to_shared_store(dask_client, tmp_path):
-    # montydb/sqlite stands in for MongoDB here; the flow is linear so that
+    # the embedded SQLite store stands in for MongoDB here; the flow is linear so that
     # only one process writes at a time
     a = tj.add(1, 2)
     b = tj.add_with_trajectory(a.output, 1)

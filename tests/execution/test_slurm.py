@@ -18,7 +18,8 @@ import pytest
 
 from matris_flows.execution import ExecutionProfile, open_client, run_on_dask
 from matris_flows.execution.dask_manager import StalledError
-from matris_flows.stores import StoreConfig, connect_job_store, make_candidates_store
+from matris_flows.stores.backends import connect_job_store, make_candidates_store
+from matris_flows.stores.config import StoreConfig
 from matris_flows.testing.synthetic import synthetic_screening
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm")]
@@ -253,7 +254,7 @@ execution:
 
 
 def test_driver_submitted_with_sbatch_starts_its_own_worker_jobs(tmp_path):
-    from matris_flows.campaign.inspect import query_campaign
+    from matris_flows.campaign.reading import query_campaign
     from matris_flows.campaign.runner import run_campaign
 
     (tmp_path / "campaign.yaml").write_text(SPEC)

@@ -1,19 +1,15 @@
 """The store factory: configs, persistence, candidates, credentials."""
 
 import logging
+import pickle
+import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from matris_flows.stores import (
-    CANDIDATE_INDEXES,
-    StoreConfig,
-    StoreConfigError,
-    describe_store,
-    load_store_config,
-    make_candidates_store,
-    make_job_store,
-)
+from matris_flows.stores.backends import CANDIDATE_INDEXES, connect_job_store, make_candidates_store, make_job_store
+from matris_flows.stores.config import StoreConfig, StoreConfigError, describe_store, load_store_config
 
 STORES = Path(__file__).parents[2] / "stores"
 
@@ -53,17 +49,29 @@ def test_mongo_configs_build_without_a_server(monkeypatch, tmp_path):
     assert type(store.additional_stores["data"]).__name__ == "S3Store"
 
 
+def test_mongo_server_timeout_travels_with_the_config(tmp_path):
+    """A Dask worker unpickles the store factory: an unreachable server fails there after the config's timeout."""
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    config = StoreConfig(type="mongo", port=1, server_selection_timeout_s=0.5)  # nothing listens on port 1
+    factory = pickle.loads(pickle.dumps(partial(connect_job_store, config, tmp_path)))
+    started = time.monotonic()
+    with pytest.raises(ServerSelectionTimeoutError):
+        factory()
+    assert time.monotonic() - started < 5  # pymongo's own default is 30 s
+
+
 def test_config_errors_are_clear(tmp_path):
     with pytest.raises(StoreConfigError, match="does not exist"):
         load_store_config(tmp_path / "missing.yaml")
 
     bad_yaml = tmp_path / "bad.yaml"
-    bad_yaml.write_text("type: [monty\n")
+    bad_yaml.write_text("type: [sqlite\n")
     with pytest.raises(StoreConfigError, match="bad.yaml is not valid YAML"):
         load_store_config(bad_yaml)
 
     typo = tmp_path / "typo.yaml"
-    typo.write_text("type: monty\ndatabse: x\n")
+    typo.write_text("type: sqlite\ndatabse: x\n")
     with pytest.raises(StoreConfigError, match="databse"):
         load_store_config(typo)
 
@@ -76,6 +84,23 @@ def test_config_errors_are_clear(tmp_path):
     no_uri.write_text("type: mongo_uri\n")
     with pytest.raises(StoreConfigError, match="uri_env"):
         load_store_config(no_uri)
+
+
+def test_the_removed_monty_backend_is_a_one_line_error(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("type: monty\npath: database\nmonty_storage: sqlite\n")
+    with pytest.raises(StoreConfigError) as error:
+        load_store_config(old)
+    message = str(error.value)
+    assert message.endswith(
+        "old.yaml is invalid: type: the 'monty' store backend (montydb) was removed: "
+        "use type: sqlite, the embedded store that replaced it"
+    )
+    assert "\n" not in message
+    # Earlier versions saved monty_storage in every store config they wrote (spec.yaml, flow.json).
+    saved = tmp_path / "saved.yaml"
+    saved.write_text("type: sqlite\nmonty_storage: sqlite\n")
+    assert load_store_config(saved).model_dump() == StoreConfig().model_dump()
 
 
 def test_missing_credentials_name_the_variable(monkeypatch, tmp_path):

@@ -4,13 +4,13 @@ from jobflow import Flow, job, run_locally
 
 from matris_flows.generation.jobs import (
     FileSourceMaker,
-    GenerationMaker,
     PrototypeMaker,
     RandomSearchMaker,
     ShardedGenerationMaker,
     split_evenly,
 )
-from matris_flows.generation.schemas import GenerationOutput, GenerationPlan, GenerationShard
+from matris_flows.generation.pipeline import generate_candidates
+from matris_flows.generation.schemas import GenerationPlan, GenerationShard
 
 
 @job
@@ -30,10 +30,11 @@ def _sources(tmp_path):
     ]
 
 
-def test_generation_maker_combines_sources(tmp_path):
-    responses = run_locally(GenerationMaker(sources=_sources(tmp_path)).make(), ensure_success=True)
-    (response,) = [r[1] for r in responses.values()]
-    out = GenerationOutput.model_validate(response.output)
+def test_one_shard_combines_the_sources(tmp_path):
+    # every unit in one shard, so duplicates across sources are found as within one source
+    maker = ShardedGenerationMaker(sources=_sources(tmp_path), shards_per_worker=1, isolate=False)
+    responses = run_locally(Flow([maker.make()]), ensure_success=True)
+    (out,) = [r[1].output for r in responses.values() if isinstance(r[1].output, GenerationShard)]
     by_source = out.report.accepted_by_source
     assert by_source["prototype"] == 12
     # pyxtal NaCl in Fm-3m with Z=4 is rocksalt: a duplicate of the decorated prototype
@@ -42,10 +43,9 @@ def test_generation_maker_combines_sources(tmp_path):
     assert out.report.rejected_counts["duplicate"] >= 6
 
 
-def test_sharded_generation_fans_out_flat_and_matches_the_single_job(tmp_path):
+def test_sharded_generation_fans_out_flat_and_matches_the_unsharded_pipeline(tmp_path):
     sources = _sources(tmp_path)
-    single = GenerationMaker(sources=sources).make()
-    expected = GenerationOutput.model_validate(run_locally(single, ensure_success=True)[single.uuid][1].output)
+    expected = generate_candidates(sources)
 
     sharded = ShardedGenerationMaker(sources=sources, chunk_size=4, parallelism=2)
     plan_job = sharded.make(chunk_maker=count_chunk)
@@ -63,9 +63,9 @@ def test_sharded_generation_fans_out_flat_and_matches_the_single_job(tmp_path):
     assert all(len(c.candidate_ids) <= 4 for s in shards for c in s.chunks)
     assert len(downstream) == sum(len(s.chunks) for s in shards)  # one downstream job per chunk
     assert sorted(i for d in downstream for i in d["ids"]) == sorted(ids)
-    # Within a shard duplicates are removed as in the single job; across shards they are
-    # left for the campaign-wide step after relaxation. So the shards keep every candidate
-    # the single job keeps, plus only structures the single job called duplicates.
+    # Within a shard duplicates are removed as in the unsharded pipeline; across shards they
+    # are left for the campaign-wide step after relaxation. So the shards keep every candidate
+    # the pipeline keeps, plus only structures the pipeline called duplicates.
     kept = {c.candidate_id for c in expected.candidates}
     assert kept <= set(ids)
     extra = set(ids) - kept
@@ -84,18 +84,3 @@ def test_split_evenly_covers_everything_in_near_equal_parts():
     assert split_evenly(8, 4) == [(0, 4), (4, 8)]
     assert split_evenly(3, 100) == [(0, 3)]
 
-
-def test_substitution_maker_takes_templates_from_an_upstream_job(nacl):
-    from matris_flows.generation.jobs import SubstitutionMaker
-
-    @job
-    def upstream():
-        return [nacl]
-
-    up = upstream()
-    sub = SubstitutionMaker(max_substituted_species=1, threshold=5e-3).make_from_templates(up.output)
-    responses = run_locally(Flow([up, sub]), ensure_success=True)
-    out = GenerationOutput.model_validate(responses[sub.uuid][1].output)
-    formulas = {c.formula for c in out.candidates}
-    assert "KCl" in formulas or "NaBr" in formulas
-    assert all(c.provenance.parent_id == "template-0" for c in out.candidates)

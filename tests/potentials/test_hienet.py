@@ -16,9 +16,10 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 from reference_data import shared_data_dir
 
-from matris_flows.potentials.hienet_compat import MATBENCH_RELAX_SETTINGS, hienet_missing_reason, hienet_relax_settings
+from matris_flows.potentials.hienet_compat import hienet_missing_reason
 from matris_flows.potentials.loader import Potential, load_potential
 from matris_flows.potentials.naming import EnergyConvention, PotentialKind, parse_potential
+from matris_flows.relax.defaults import resolve_settings
 from matris_flows.relax.engine import relax_structures
 from matris_flows.relax.schemas import RelaxStatus
 from matris_flows.thermo.mp_compat import correct_entry
@@ -52,9 +53,7 @@ def test_convention_and_relax_settings_follow_the_matbench_card():
     assert spec.kind is PotentialKind.HIENET
     assert spec.energy_convention is EnergyConvention.MP_UNCORRECTED
     card = {"optimizer": "FIRE", "cell_filter": "FrechetCellFilter", "fmax": 0.05, "max_steps": 500}
-    assert MATBENCH_RELAX_SETTINGS == card
-    assert hienet_relax_settings().model_dump(include=set(card)) == card
-    assert hienet_relax_settings(max_steps=10).max_steps == 10
+    assert resolve_settings(None, "hienet").model_dump(include=set(card)) == card
 
 
 def test_missing_install_names_the_install_script(monkeypatch):
@@ -117,7 +116,7 @@ def test_relaxes_to_the_experimental_lattice_constant(hienet, name):
         "NaCl": Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.50), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
     }[name]
     start = conventional.get_primitive_structure()
-    [doc] = relax_structures([start], potential=hienet, settings=hienet_relax_settings())
+    [doc] = relax_structures([start], potential=hienet)  # HIENet's benchmark settings (relax/defaults.py)
     assert doc.status is RelaxStatus.CONVERGED, doc.failure_reason
     assert doc.engine == "ase" and doc.potential.name == "hienet"
     # Primitive fcc cell: a quarter of the conventional cube.
@@ -182,7 +181,7 @@ CANDIDATES = ("mp-1960", "mp-715262", "mp-18782")
 
 @needs_hienet
 def test_campaign_through_the_cli_on_a_dask_worker(tmp_path, capsys):
-    from matris_flows.campaign.inspect import query_campaign
+    from matris_flows.campaign.reading import query_campaign
     from matris_flows.cli import main
 
     entries = _mp_entries("Li-Fe-O.json.gz")

@@ -4,7 +4,6 @@ import pytest
 from calculators import CollapsingCalculator
 from pymatgen.core import Lattice, Structure
 
-from matris_flows.potentials.hienet_compat import MATBENCH_RELAX_SETTINGS
 from matris_flows.potentials.loader import Potential, load_potential
 from matris_flows.potentials.naming import parse_potential
 from matris_flows.relax.checks import collapse_problem, input_problem
@@ -42,11 +41,6 @@ def test_potentials_without_a_card_get_the_fallback():
     assert relax_defaults("ase.calculators.emt:EMT") is FALLBACK_DEFAULTS
     assert relax_defaults("matris_10m_omat") is FALLBACK_DEFAULTS
     assert relax_defaults("/some/where/model.pth.tar") is FALLBACK_DEFAULTS
-
-
-def test_hienet_settings_agree_with_the_table():
-    row = relax_defaults("hienet")
-    assert (MATBENCH_RELAX_SETTINGS["fmax"], MATBENCH_RELAX_SETTINGS["max_steps"]) == (row.fmax, row.max_steps)
 
 
 def test_explicit_settings_override_the_table_and_the_rest_is_recorded():

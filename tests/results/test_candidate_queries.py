@@ -1,4 +1,4 @@
-"""CandidateQuery filters and sort orders: the same ids, in the same order, on MemoryStore and MontyStore."""
+"""CandidateQuery filters and sort orders: the same ids, in the same order, on MemoryStore and SQLiteStore."""
 
 import pytest
 from pydantic import ValidationError

@@ -16,8 +16,8 @@ from matris_flows.generation.schemas import Provenance, SourceMethod
 from matris_flows.potentials.naming import parse_potential
 from matris_flows.relax.schemas import PotentialInfo, RelaxationDocument, RelaxSettings, RelaxStatus
 from matris_flows.results.query import CandidateQuery, QueryError, query_candidates, where_path
-from matris_flows.sqlite_store import SQLiteStore
-from matris_flows.stores import index_candidates
+from matris_flows.stores.backends import index_candidates
+from matris_flows.stores.sqlite.store import SQLiteStore
 from matris_flows.thermo.assess import assess_candidates
 from matris_flows.thermo.campaign_hull import CampaignHullBuilder
 from matris_flows.thermo.jobs import HullMaker

@@ -11,10 +11,11 @@ from pymatgen.analysis.phase_diagram import PhaseDiagram
 from reference_data import shared_data_dir
 from results_dataset import candidate_docs, reference_entries
 
-import matris_flows.campaign.inspect as inspect_module
+import matris_flows.campaign.reading as reading_module
 from matris_flows.cli import main
-from matris_flows.results import hull_data, plot_hull, plot_hull_html
-from matris_flows.results.plot import hull_figure
+from matris_flows.results.hull_data import hull_data
+from matris_flows.results.hull_matplotlib import hull_figure, plot_hull
+from matris_flows.results.hull_plotly import plot_hull_html
 from matris_flows.thermo.references import LocalFileReferences
 
 CAMPAIGN = "alpha"
@@ -82,9 +83,9 @@ def campaign_dir(stores, tmp_path, monkeypatch):
     def opened(store):
         yield store
 
-    monkeypatch.setattr(inspect_module, "load_spec", lambda _path: SimpleNamespace(name=CAMPAIGN))
-    monkeypatch.setattr(inspect_module, "candidates_store", lambda _d: opened(stores.candidates))
-    monkeypatch.setattr(inspect_module, "references_store", lambda _d: opened(stores.references))
+    monkeypatch.setattr(reading_module, "load_spec", lambda _path: SimpleNamespace(name=CAMPAIGN))
+    monkeypatch.setattr(reading_module, "open_candidates", lambda _d: opened(stores.candidates))
+    monkeypatch.setattr(reading_module, "open_references", lambda _d: opened(stores.references))
     return tmp_path
 
 
@@ -175,7 +176,7 @@ def test_campaign_internal_hull_is_drawn_from_the_candidates():
 
 @pytest.mark.parametrize(("chemsys", "suffix"), [("Li-O", "png"), ("Li-Fe-O", "png"), ("Fe-Li-O-P", "png"), ("Li-Fe-O", "svg")])
 def test_plot_campaign_writes_pictures_from_the_store(campaign_dir, tmp_path, chemsys, suffix):
-    path = inspect_module.plot_campaign(campaign_dir, chemsys, tmp_path / "plots" / f"hull.{suffix}")
+    path = reading_module.plot_campaign(campaign_dir, chemsys, tmp_path / "plots" / f"hull.{suffix}")
     assert path == tmp_path / "plots" / f"hull.{suffix}"
     data = path.read_bytes()
     assert len(data) > 20_000
@@ -184,7 +185,7 @@ def test_plot_campaign_writes_pictures_from_the_store(campaign_dir, tmp_path, ch
 
 def test_plot_campaign_writes_interactive_html(campaign_dir, tmp_path):
     html = tmp_path / "hull.html"
-    assert inspect_module.plot_campaign(campaign_dir, "Fe-Li-O", html=html) == html
+    assert reading_module.plot_campaign(campaign_dir, "Fe-Li-O", html=html) == html
     text = html.read_text()
     assert "plotly" in text and "scatterternary" in text
     assert len(text) > 1_000_000  # plotly.js embedded: opens offline
@@ -227,7 +228,7 @@ def test_bad_requests(tmp_path, campaign_dir, stores):
     # nothing recorded for the system: say so rather than draw an empty hull
     stores.references.remove_docs({})
     with pytest.raises(ValueError, match="no reference phases within Li-O"):
-        inspect_module.plot_campaign(campaign_dir, "Li-O", tmp_path / "hull.png")
+        reading_module.plot_campaign(campaign_dir, "Li-O", tmp_path / "hull.png")
 
 
 def test_candidates_of_one_composition_show_the_lowest_on_top_with_a_count():

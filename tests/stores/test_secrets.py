@@ -15,7 +15,9 @@ import stat
 
 import pytest
 
-from matris_flows.stores import CampaignStore, StoreConfig, make_collection_store
+from matris_flows.stores.backends import make_collection_store
+from matris_flows.stores.campaign_store import CampaignStore
+from matris_flows.stores.config import StoreConfig
 
 SECRET = "S3cretPlanted"
 URI_ENV = "MATRIS_FLOWS_TEST_MONGO_URI"
@@ -65,7 +67,7 @@ def test_a_campaign_store_holds_names_and_connects_from_the_environment(mongo_se
     assert copy.distinct("chemsys") == ["Cu-Ni"] and copy.count() == 1
 
     monkeypatch.delenv(URI_ENV)
-    from matris_flows.stores import StoreConfigError
+    from matris_flows.stores.config import StoreConfigError
 
     with pytest.raises(StoreConfigError, match=URI_ENV):
         pickle.loads(pickle.dumps(store)).connect()
@@ -116,7 +118,8 @@ def test_no_password_in_the_campaign_directory_store_logs_or_tasks(mongo_server,
     from distributed import Client
     from distributed.protocol.pickle import dumps as dask_pickle
 
-    from matris_flows.campaign.runner import FLOW_FILE, SPEC_FILE, run_campaign
+    from matris_flows.campaign.directory import FLOW_FILE, SPEC_FILE
+    from matris_flows.campaign.runner import run_campaign
 
     _seed_mp_cache(mongo_server)
     spec_path = tmp_path / "spec.yaml"

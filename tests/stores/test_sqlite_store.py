@@ -17,7 +17,7 @@ from maggma.stores import MemoryStore
 from pymongo.errors import DuplicateKeyError
 from sqlite_damage import overwrite_index_page
 
-from matris_flows.sqlite_store import SQLiteStore
+from matris_flows.stores.sqlite.store import SQLiteStore
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 250000)
 
@@ -185,14 +185,14 @@ def test_sql_translation_is_exact_or_a_superset(tmp_path):
     """The SQL WHERE alone (no Python matcher) gives exactly mongomock's matches when marked exact, else more."""
     from mongomock_ng.helpers import patch_datetime_awareness_in_document
 
-    from matris_flows.sqlite_store import _Translator
+    from matris_flows.stores.sqlite.translate import Translator
 
     mem, sql = _memory(), _sqlite(tmp_path, indexed=True)
     conn = sql._collection.connection
     kinds = sql._kinds(conn)
     exact = 0
     for criteria in QUERIES:
-        where = _Translator(kinds).where(patch_datetime_awareness_in_document(criteria))
+        where = Translator(kinds).where(patch_datetime_awareness_in_document(criteria))
         if where is None:
             continue
         rows = conn.execute(
@@ -326,6 +326,48 @@ def test_values_round_trip(tmp_path):
     got = store.query_one({"task_id": "np"}, properties={"_id": 0, "task_id": 0})
     assert got["f"] == 0.5 and got["i"] == 3 and math.isnan(got["nan32"]) and got["c"] == "red" and got["arr"] == [0, 1, 2]
     assert store.count({"i": {"$gte": 3}}) == 1
+    store.close()
+
+
+@pytest.mark.parametrize("direction", [1, -1])
+def test_a_nan_sorts_below_every_number_as_in_mongodb(tmp_path, direction):
+    """``query --sort e_above_hull``: one NaN used to scramble the whole order."""
+    store = SQLiteStore("nan_sort", str(tmp_path / "n.sqlite"))
+    store.connect()
+    values = [0.3, float("nan"), -0.1, 0.2, None, float("inf"), 0.0, float("nan"), -math.inf, 0.1]
+    store.update([{"task_id": i, "e": v} for i, v in enumerate(values)])
+    for limit in (0, 4):  # a full sort and the bounded heap of a limited one
+        got = [d["task_id"] for d in store.query(sort={"e": direction}, limit=limit)]
+        # MongoDB's order: null, then NaN, then the numbers (-inf ... inf); ties in natural order
+        ascending = [4, 1, 7, 8, 2, 6, 9, 3, 0, 5]
+        expected = ascending if direction > 0 else ascending[3:][::-1] + [1, 7, 4]
+        assert got == (expected[:limit] if limit else expected)
+    store.close()
+
+
+def test_an_id_exclusion_alone_keeps_every_other_field(tmp_path):
+    """``properties={"_id": 0}`` is every field but _id (it used to return the key field only)."""
+    store = SQLiteStore("ids", str(tmp_path / "i.sqlite"))
+    store.connect()
+    store.update({"task_id": "a", "x": 1, "y": {"z": 2}})
+    assert store.query_one(properties={"_id": 0}) == {"task_id": "a", "x": 1, "y": {"z": 2}}
+    assert store.query_one(properties={"_id": 0, "x": 1}) == {"x": 1}
+    store.close()
+
+
+def test_non_string_keys_are_written_as_mongostore_writes_them(tmp_path):
+    """A dict with integer keys (site indices, say) is stored with string keys, not refused with its whole batch."""
+    docs = [{"task_id": "a", "sites": {0: "Li", 3: "Fe"}, "nested": [{1.5: True}]}, {"task_id": "b", "x": 1}]
+    store = SQLiteStore("keys", str(tmp_path / "k.sqlite"))
+    store.connect()
+    store.update(docs)
+    mem = MemoryStore("keys")  # maggma's MongoStore.update sanitises documents (jsanitize: keys become strings)
+    mem.connect()
+    mem.update(docs)
+    assert store.count() == 2
+    got = store.query_one({"task_id": "a"}, properties={"_id": 0})
+    assert got == {"task_id": "a", "sites": {"0": "Li", "3": "Fe"}, "nested": [{"1.5": True}]}
+    assert got == _clean(mem.query_one({"task_id": "a"}))
     store.close()
 
 
@@ -467,7 +509,7 @@ def test_iterating_while_updating(tmp_path):
 READER = textwrap.dedent(
     """
     import sys, time
-    from matris_flows.sqlite_store import SQLiteStore
+    from matris_flows.stores.sqlite.store import SQLiteStore
     path, total, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     store = SQLiteStore("stream", path)
     store.connect()
@@ -556,7 +598,7 @@ def test_a_full_database_is_a_database_file_error_and_the_store_stays_usable(tmp
     and the next transaction works once there is room again."""
     import sqlite3
 
-    from matris_flows.sqlite_store import DatabaseFileError
+    from matris_flows.stores.sqlite.errors import DatabaseFileError
 
     path = tmp_path / "full.sqlite"
     store = SQLiteStore("docs", str(path))
@@ -579,7 +621,7 @@ def test_a_full_database_is_a_database_file_error_and_the_store_stays_usable(tmp
 def test_a_damaged_collection_is_found_when_a_store_opens_it(tmp_path):
     """quick_check of the collection's table and indexes at connect: an index page no query reads is damaged."""
 
-    from matris_flows.sqlite_store import DatabaseFileError
+    from matris_flows.stores.sqlite.errors import DatabaseFileError
 
     path = tmp_path / "damaged.sqlite"
     store = SQLiteStore("docs", str(path))

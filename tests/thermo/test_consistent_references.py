@@ -21,7 +21,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from matris_flows.potentials.naming import parse_potential
 from matris_flows.relax.jobs import RelaxMaker
 from matris_flows.relax.schemas import PotentialInfo, RelaxationDocument, RelaxBatchOutput, RelaxSettings, RelaxStatus
-from matris_flows.sqlite_store import SQLiteStore
+from matris_flows.stores.sqlite.store import SQLiteStore
 from matris_flows.thermo.consistent_references import (
     ConsistentReferences,
     ConsistentReferenceSet,
@@ -256,9 +256,10 @@ execution:
 
 def test_campaigns_share_the_consistent_hull_through_their_store(cu_au_file, tmp_path):
     """An EMT campaign relaxes the MP phases once (visible jobs); the next one on the same store reuses them."""
-    from matris_flows.campaign.inspect import query_campaign
+    from matris_flows.campaign.reading import query_campaign
     from matris_flows.campaign.runner import run_campaign
-    from matris_flows.stores import StoreConfig, connect_job_store
+    from matris_flows.stores.backends import connect_job_store
+    from matris_flows.stores.config import StoreConfig
 
     store_dir = tmp_path / "shared-store"
     docs = {}
@@ -267,6 +268,11 @@ def test_campaigns_share_the_consistent_hull_through_their_store(cu_au_file, tmp
         spec.write_text(CAMPAIGN.format(name=name, references=cu_au_file, store=store_dir))
         run_campaign(spec, tmp_path / name, manager="local")
         docs[name] = {d["formula"]: d for d in query_campaign(tmp_path / name)}
+        # campaign.json names each stage's job, though the consistent-references job comes first in the flow
+        manifest = json.loads((tmp_path / name / "campaign.json").read_text())
+        jobs = manifest["jobs"]
+        assert manifest["generation"] == jobs[f"{name}: generate"] != jobs[f"{name}: consistent references"]
+        assert manifest["campaign_hull"] == jobs[f"{name}: campaign hull"]
     # the job outputs of both campaigns are in the shared store: count the reference relaxations of each
     store = connect_job_store(StoreConfig(type="sqlite", path=str(store_dir)), tmp_path)
     names = [d["name"] for d in store.docs_store.query({}, properties=["name"])]
