@@ -15,13 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from jobflow import Flow, Maker, OutputReference, Response, job
-from jobflow.core.job import JobConfig
-from jobflow.core.reference import OnMissing
+from jobflow import Flow, Maker, OutputReference
 from pymatgen.core import Composition
 
 from matris_flows.campaign.spec import CampaignSpec
-from matris_flows.core.publishing import CANDIDATES_STORE_NAME
 from matris_flows.generation.jobs import (
     CandidateSourceMaker,
     FileSourceMaker,
@@ -37,10 +34,10 @@ from matris_flows.thermo.consistent_references import CACHE_COLLECTION as CONSIS
 from matris_flows.thermo.consistent_references import ConsistentReferencesMaker, copy_relax_maker
 from matris_flows.thermo.jobs import CampaignHullMaker, HullMaker
 from matris_flows.thermo.mp_compat import uses_mp_hull
-from matris_flows.thermo.references import LocalFileReferences, MissingReferenceError, MPApiReferences
+from matris_flows.thermo.references import LocalFileReferences, MPApiReferences
+from matris_flows.validation.jobs import publish_validation, validate_best
 
 MP_CACHE_COLLECTION = "mp_reference_cache"
-_POOL_PER_SYSTEM = 4  # candidates read per system and top_k slot: room for selection's own dedup
 
 
 @dataclass
@@ -64,51 +61,6 @@ class ScreenChunkMaker(Maker):
             kwargs["consistent_references"] = OutputReference(self.references_uuid)
         hull = self.hull.make(relax.output, provenance=provenance, relax_job=relax.uuid, **kwargs)
         return Flow([relax, hull], name=self.name)
-
-
-@job(config=JobConfig(expose_store=True, on_missing_references=OnMissing.NONE))
-def validate_best(after: Any, validation_maker: Maker, references, campaign: str | None = None) -> Response:
-    """Select the best candidates from the candidates store and replace this job by their DFT validation.
-
-    Reads a bounded pool per chemical system (never the whole campaign). The reference
-    entries of the selected candidates' systems serve as deduplication targets and as
-    the reference phases of the DFT hull.
-    """
-    from jobflow import CURRENT_JOB
-
-    store = CURRENT_JOB.store.additional_stores[CANDIDATES_STORE_NAME]
-    selection = validation_maker.selection
-    criteria: dict[str, Any] = {"thermo_status": "ok", "e_above_hull": {"$lte": selection.max_e_above_hull}}
-    if campaign is not None:
-        criteria["campaign"] = campaign
-    pool = []
-    for chemsys in sorted(store.distinct("chemsys", criteria)):
-        pool.extend(
-            store.query({**criteria, "chemsys": chemsys}, sort={"e_above_hull": 1}, limit=selection.top_k * _POOL_PER_SYSTEM)
-        )
-    for doc in pool:
-        doc.pop("_id", None)
-    entries = []
-    for chemsys in sorted({doc["chemsys"] for doc in pool}):
-        try:
-            entries.extend(references.get_entries(chemsys))
-        except MissingReferenceError:  # a system without references is still validated against its elements
-            continue
-    return Response(replace=validation_maker.make(pool, entries))
-
-
-@job(config=JobConfig(expose_store=True, on_missing_references=OnMissing.NONE))
-def publish_validation(report: Any) -> int:
-    """Write each validation document into its candidate document; returns how many were joined."""
-    from jobflow import CURRENT_JOB
-
-    from matris_flows.validation.join import update_candidate_store
-    from matris_flows.validation.schemas import ValidationReport
-
-    if report is None:
-        return 0
-    report = report if isinstance(report, ValidationReport) else ValidationReport.model_validate(report)
-    return update_candidate_store(CURRENT_JOB.store.additional_stores[CANDIDATES_STORE_NAME], report.documents)
 
 
 @dataclass

@@ -6,36 +6,15 @@ its flow has finished, including the parents' replacements, detours and addition
 (``run_locally`` runs those depth-first before moving on, so children always see
 the final output of a replaced job).
 
-Store access.  The embedded store (SQLiteStore) takes one writer, so by default
-workers never touch it: the driver resolves a job's references with jobflow's own
-resolution (``on_missing_references`` included) and ships the job with exactly the values
-it references (one chunk of a generation shard, not the shard); the worker runs the
-unmodified ``Job.run`` against a throwaway in-memory ``JobStore``, records the
-``JobStore.update`` calls it makes, and returns them with the ``Response``; the driver
-replays those updates on the real store.  Thus output schemas, additional-store
-``save`` keys, ``prepare_replace`` and the metadata/config/name propagation are
-jobflow's own code; ``JobStore.update`` (sanitising, blob splitting) runs on the worker
-too, so the driver only inserts finished documents.  Jobs with ``config.expose_store`` run on the driver, because
-they may read or write anything in the store.  With a store that takes concurrent
-writers (MongoDB) ``direct_writes=True`` lets workers run ``Job.run`` against the
-real store.
+Store access.  The embedded store (SQLiteStore) takes one writer, so by default workers never
+touch it (:mod:`matris_flows.execution.worker_tasks`: the driver resolves a job's references and
+replays the writes the worker recorded).  Jobs with ``config.expose_store`` run on the driver,
+because they may read or write anything in the store.  With a store that takes concurrent
+writers (MongoDB) ``direct_writes=True`` lets workers run ``Job.run`` against the real store.
 
-Resume.  After writing a job's output, the driver writes a *journal* record keyed
-on (uuid, index) to the journal store (``journal=`` or the JobStore's additional
-store named ``"journal"``).  It holds the dynamic part of the Response: the
-replace/detour/addition flows (serialized with their uuids) and the stop flags, and a
-``timeline`` ({worker, started_at, finished_at}: the Dask worker's name, or ``"driver"``, and
-the Unix times around ``Job.run``) for profiling a run.
-When ``resume=True`` a job whose journal record and output are present is not run;
-its Response is rebuilt from the record, so replaced/added jobs are expanded with
-the same uuids and are themselves skipped if finished.  A job that crashed between
-its output write and its journal write is run again and overwrites its output
-(updates are keyed on uuid and index), so a resumed campaign has no duplicates.
-Failed jobs are not journaled and run again on resume. Journal records are decoded with
-the class allowlist of :func:`matris_flows.core.serialization.safe_decode`: a record naming
-any other module is refused before anything is imported.  A diversion with many jobs (a
-fan-out of thousands of chunks) is journaled in pages written before the main record,
-so no journal document grows with the campaign.
+Resume.  After writing a job's output the driver journals it (:mod:`matris_flows.execution.journal`);
+with ``resume=True`` a job whose journal record and output are present is not run, its
+Response rebuilt from the record. Failed jobs are not journaled and run again on resume.
 
 Write-only store access.  A job with ``expose_store=True`` whose
 ``config.manager_config`` holds :data:`WRITE_ONLY_STORE` (``{"store_access": "write"}``)
@@ -46,29 +25,34 @@ by the driver, or made directly with ``direct_writes``.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
 import secrets
-import socket
 import time
 import traceback
-from collections import OrderedDict, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from jobflow import Flow, Job, JobStore, Response
-from jobflow.core.reference import OnMissing, find_and_resolve_references
+from jobflow.core.reference import OnMissing
 from maggma.stores import MemoryStore
-from monty.json import MontyDecoder, MontyEncoder, jsanitize
+from monty.json import MontyEncoder
 
-from matris_flows.core.job_slot import job_slot
 from matris_flows.core.publishing import WRITE_ONLY_STORE
-from matris_flows.core.serialization import safe_decode
+from matris_flows.execution.journal import resumed_response, write_journal
 from matris_flows.execution.kill_points import kill_point
+from matris_flows.execution.worker_tasks import (
+    RecentOutputs,
+    StoreSpec,
+    WorkerResult,
+    execute_job,
+    execute_job_direct,
+    reset_current_job,
+    resolve_inputs,
+)
 from matris_flows.stores.config import JOURNAL_STORE_NAME
 
 if TYPE_CHECKING:
@@ -78,9 +62,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _INFRASTRUCTURE_ERRORS = ("KilledWorker", "CancelledError", "FutureCancelledError")
-
-_JOURNAL_PAGE_BYTES = 16_000  # a journal page of diverted jobs stays far below any document limit
-
 
 def writes_only(job: Job) -> bool:
     """Whether ``job`` was declared to only write to the store it is exposed to."""
@@ -115,221 +96,6 @@ def exception_summary(message: str) -> str:
         if lines[position].startswith((" ", "\t")):
             return lines[position + 1] if position + 1 < len(lines) else lines[position].strip()
     return lines[0] if lines else "unknown error"
-
-
-@dataclass
-class StoreWrite:
-    """One write a worker made, to replay on the real store: ``update`` of its docs store
-    (target ``"__docs__"``) or of the additional store named ``target``."""
-
-    target: str
-    docs: Any
-    key: Any = None
-
-
-@dataclass
-class WorkerResult:
-    """What a worker returns for one job: the Response, the store writes to replay, and where
-    and when ``Job.run`` ran (``worker``: the Dask worker's name or address; Unix times, s)."""
-
-    response: Response | None
-    updates: list[StoreWrite] = field(default_factory=list)
-    error: str | None = None
-    job_dir: str | None = None
-    worker: str | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-
-    def timeline(self) -> dict[str, Any] | None:
-        """The journal record's ``timeline``: where and when the job ran; None when not recorded."""
-        if self.worker is None and self.started_at is None:
-            return None
-        return {"worker": self.worker, "started_at": self.started_at, "finished_at": self.finished_at}
-
-
-def worker_label() -> str:
-    """The Dask worker running this task (its name, else its address); ``host:pid`` outside a worker."""
-    try:
-        from distributed import get_worker
-
-        worker = get_worker()
-    except (ImportError, ValueError):  # ValueError: not in a Dask worker
-        return f"{socket.gethostname()}:{os.getpid()}"
-    return str(worker.name if worker.name is not None else worker.address)
-
-
-_DOCS_TARGET = "__docs__"  # StoreWrite target of the JobStore's docs store
-
-
-class _RecordingStore(MemoryStore):
-    """A store whose ``update`` calls are recorded, not applied."""
-
-    def __init__(self, target: str, recorded: list[StoreWrite]):
-        super().__init__(collection_name=f"{target}-{secrets.token_hex(4)}")
-        self.target = target
-        self.recorded = recorded
-
-    def update(self, docs, key=None, **kwargs):
-        self.recorded.append(StoreWrite(self.target, docs, key))
-
-
-class _RecordingJobStore(JobStore):
-    """An in-memory JobStore that records every write.
-
-    ``JobStore.update`` runs here, on the worker: sanitising the output and splitting blobs
-    off to the additional stores is the costly part of a write, and the driver, the one
-    writer of an embedded store, only inserts the finished documents.
-    """
-
-    def __init__(self, additional_store_names):
-        recorded: list[StoreWrite] = []
-        docs = _RecordingStore(_DOCS_TARGET, recorded)
-        super().__init__(docs, additional_stores={name: _RecordingStore(name, recorded) for name in additional_store_names})
-        self.connect()
-        self.recorded = recorded
-
-
-def execute_job(job: Job, additional_store_names: list[str]) -> WorkerResult:
-    """Run ``job``, its references resolved (:func:`resolve_inputs`), on a worker without touching the real store (the Dask task body)."""
-    store = _RecordingJobStore(additional_store_names)
-    with job_slot():  # jobflow's CURRENT_JOB is one per process
-        worker, started_at = worker_label(), time.time()
-        try:
-            response = job.run(store=store)
-        except Exception:  # noqa: BLE001 - reported to the driver like run_locally logs it
-            return WorkerResult(response=None, error=traceback.format_exc())
-        finally:
-            _reset_current_job()
-    return WorkerResult(
-        response=response, updates=store.recorded, job_dir=os.getcwd(),
-        worker=worker, started_at=started_at, finished_at=time.time(),
-    )
-
-
-@dataclass
-class _StoreSpec:
-    """How a worker gets its own connection to a store that takes concurrent writers.
-
-    Either a picklable ``factory`` (e.g. ``partial(connect_job_store, config, dir)``: the
-    worker reads credentials from its own environment, none travel with the task) or,
-    without one, the store's JSON (which carries what the store object holds).
-    """
-
-    key: str
-    factory: Callable[[], JobStore] | None = field(default=None, repr=False)
-    spec: str | None = field(default=None, repr=False)  # may hold credentials: never in reprs or logs
-
-
-_WORKER_STORES: dict[str, JobStore] = {}
-
-
-def execute_job_direct(job: Job, store_spec: _StoreSpec) -> WorkerResult:
-    """Run ``job`` on a worker against the real store (stores with concurrent writers)."""
-    store = _WORKER_STORES.get(store_spec.key)
-    if store is None:
-        store = store_spec.factory() if store_spec.factory is not None else MontyDecoder().decode(store_spec.spec)
-        store.connect()
-        _WORKER_STORES[store_spec.key] = store
-    with job_slot():
-        worker, started_at = worker_label(), time.time()
-        try:
-            response = job.run(store=store)
-        except Exception:  # noqa: BLE001
-            return WorkerResult(response=None, error=traceback.format_exc())
-        finally:
-            _reset_current_job()
-    return WorkerResult(
-        response=response, job_dir=os.getcwd(), worker=worker, started_at=started_at, finished_at=time.time()
-    )
-
-
-def _reset_current_job():
-    from jobflow import CURRENT_JOB
-
-    CURRENT_JOB.reset()
-
-
-class RecentOutputs(OrderedDict):
-    """jobflow's reference cache (``{uuid: {index: output}}``) that keeps the last few jobs' outputs only.
-
-    The chunk jobs of one generation shard reference that shard's output one after another, so
-    the driver reads a shard once instead of once per chunk (and again for its hull job), while
-    the cache stays the same size however many shards a campaign has.
-    """
-
-    def __init__(self, size: int = 4):
-        super().__init__()
-        self.size = size
-
-    def __getitem__(self, uuid):
-        self.move_to_end(uuid)
-        return super().__getitem__(uuid)
-
-    def __setitem__(self, uuid, outputs):
-        super().__setitem__(uuid, outputs)
-        self.move_to_end(uuid)
-        while len(self) > self.size:
-            self.popitem(last=False)
-
-
-def resolve_inputs(job: Job, store: JobStore, cache: RecentOutputs) -> Job:
-    """A copy of ``job`` whose references are replaced by the values they point to, as ``Job.run`` would.
-
-    jobflow's own resolution (:func:`~jobflow.core.reference.find_and_resolve_references`, with the
-    job's ``on_missing_references``) reads the referenced outputs from ``store``; the cache holds them
-    undecoded and each job decodes only what it references, so jobs share no objects. The copy
-    does not resolve again when it runs. ``job`` itself keeps its references (the journal, failure
-    reports and resume read them).
-    """
-    config = job.config
-    if not config.resolve_references:
-        return job
-    options = {
-        "cache": cache, "on_missing": config.on_missing_references, "deserialize": False,
-        "wrap_resolved": config.resolve_references == "both",
-    }
-    decoder = MontyDecoder()
-    resolved = copy.copy(job)
-    resolved.function_args = tuple(decoder.process_decoded(find_and_resolve_references(job.function_args, store, **options)))
-    resolved.function_kwargs = decoder.process_decoded(find_and_resolve_references(job.function_kwargs, store, **options))
-    resolved.config = copy.copy(config)
-    resolved.config.resolve_references = False
-    return resolved
-
-
-def _encode(obj) -> Any:
-    return None if obj is None else json.loads(json.dumps(obj, cls=MontyEncoder))
-
-
-def _decode(obj) -> Any:
-    # journal records and stored outputs are files on disk: decoded with the class allowlist
-    return None if obj is None else safe_decode(obj, "journal record")
-
-
-_DIVERSIONS = ("replace", "detour", "addition")
-
-
-def _paged(encoded: Any) -> tuple[Any, list[list[dict]]]:
-    """Split the job list of an encoded Flow into pages of at most ``_JOURNAL_PAGE_BYTES``.
-
-    Returns the Flow without its jobs (marked ``jobs_pages``) and the pages, or the
-    encoded object unchanged and no pages when it is small.
-    """
-    jobs = encoded.get("jobs") if isinstance(encoded, dict) else None
-    if not jobs:
-        return encoded, []
-    sizes = [len(json.dumps(j)) for j in jobs]
-    if sum(sizes) <= _JOURNAL_PAGE_BYTES:
-        return encoded, []
-    pages: list[list[dict]] = [[]]
-    page_bytes = 0
-    for job_dict, size in zip(jobs, sizes, strict=True):
-        if pages[-1] and page_bytes + size > _JOURNAL_PAGE_BYTES:
-            pages.append([])
-            page_bytes = 0
-        pages[-1].append(job_dict)
-        page_bytes += size
-    return {**encoded, "jobs": [], "jobs_pages": len(pages)}, pages
 
 
 class _FlowRun:
@@ -523,9 +289,9 @@ class _DaskRunner:
         self._outputs = RecentOutputs()
         self._store_spec = None
         if callable(direct_writes):
-            self._store_spec = _StoreSpec(key=secrets.token_hex(8), factory=direct_writes)
+            self._store_spec = StoreSpec(key=secrets.token_hex(8), factory=direct_writes)
         elif direct_writes:
-            self._store_spec = _StoreSpec(key=secrets.token_hex(8), spec=json.dumps(store, cls=MontyEncoder))
+            self._store_spec = StoreSpec(key=secrets.token_hex(8), spec=json.dumps(store, cls=MontyEncoder))
         self._additional_store_names = list(store.additional_stores)
 
     # -- bookkeeping --------------------------------------------------------------
@@ -562,57 +328,12 @@ class _DaskRunner:
 
     # -- resume -------------------------------------------------------------------
     def write_journal(self, job: Job, response: Response, timeline: dict[str, Any] | None = None):
-        """Journal ``job`` as finished; ``timeline`` ({worker, started_at, finished_at}) where it is known."""
-        kill_point("output", job.name, job.uuid)
-        record = {
-            "uuid": job.uuid,
-            "index": job.index,
-            "name": job.name,
-            "metadata": jsanitize(job.metadata, strict=False, allow_bson=True),
-            "completed_at": datetime.now(tz=UTC).isoformat(),
-            "stop_children": response.stop_children,
-            "stop_jobflow": response.stop_jobflow,
-        }
-        if timeline is not None:
-            record["timeline"] = timeline
-        pages = []
-        for name in _DIVERSIONS:
-            record[name], diversion_pages = _paged(_encode(getattr(response, name)))
-            pages.extend({"parent": f"{job.uuid}:{job.index}", "diversion": name, "page": k, "jobs": jobs}
-                         for k, jobs in enumerate(diversion_pages))
-        if pages:  # pages first: the main record marks the whole entry as complete
-            self.journal.update(pages, key=["parent", "diversion", "page"])
-        self.journal.update(record, key=["uuid", "index"])
-        kill_point("journal", job.name, job.uuid)
+        """Journal ``job`` as finished (:func:`~matris_flows.execution.journal.write_journal`)."""
+        write_journal(self.journal, job, response, timeline)
 
     def resumed_response(self, job: Job) -> Response | None:
-        record = self.journal.query_one({"uuid": job.uuid, "index": job.index})
-        if record is None:
-            return None
-        # Only returned responses need the output (with its blobs loaded).
-        doc = self.store.query_one(
-            {"uuid": job.uuid, "index": job.index},
-            properties=["output"] if self.keep_responses else ["uuid"],
-            load=self.keep_responses,
-        )
-        if doc is None:
-            return None
-        diversions = {}
-        for name in _DIVERSIONS:
-            encoded = record.get(name)
-            if isinstance(encoded, dict) and encoded.get("jobs_pages"):
-                pages = self.journal.query(
-                    {"parent": f"{job.uuid}:{job.index}", "diversion": name}, sort={"page": 1}
-                )
-                encoded = {**encoded, "jobs": [j for page in pages for j in page["jobs"]]}
-                encoded.pop("jobs_pages")
-            diversions[name] = _decode(encoded)
-        return Response(
-            output=_decode(doc.get("output")),
-            stop_children=record.get("stop_children", False),
-            stop_jobflow=record.get("stop_jobflow", False),
-            **diversions,
-        )
+        """The Response of ``job`` rebuilt from its journal record, or None when it has to run."""
+        return resumed_response(self.journal, self.store, job, load_output=self.keep_responses)
 
     # -- execution ----------------------------------------------------------------
     def submit(self, run: _JobRun):
@@ -662,7 +383,7 @@ class _DaskRunner:
             run.handle_failure(traceback.format_exc())
             return
         finally:
-            _reset_current_job()
+            reset_current_job()
         response.job_dir = os.getcwd()
         run.handle_response(
             response, timeline={"worker": "driver", "started_at": started_at, "finished_at": time.time()}
@@ -694,12 +415,7 @@ class _DaskRunner:
             run.handle_failure(result.error)
             return
         try:
-            for write in result.updates:
-                if write.target == _DOCS_TARGET:
-                    self.store.docs_store.update(write.docs, key=write.key)
-                else:
-                    self.store.additional_stores[write.target].update(write.docs, key=write.key)
-                kill_point("write", run.job.name, run.job.uuid)
+            result.replay(self.store, after_each=lambda: kill_point("write", run.job.name, run.job.uuid))
         except Exception:  # noqa: BLE001
             run.handle_failure(traceback.format_exc())
             return

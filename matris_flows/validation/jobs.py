@@ -11,6 +11,8 @@ from jobflow.core.job import JobConfig
 from jobflow.core.reference import OnMissing
 from pymatgen.entries.computed_entries import ComputedEntry
 
+from matris_flows.core.publishing import CANDIDATES_STORE_NAME
+from matris_flows.thermo.references import MissingReferenceError
 from matris_flows.validation.flows import GpawHullValidationMaker
 from matris_flows.validation.hull import failed_validation_document, summarize_validations
 from matris_flows.validation.schemas import ValidationDocument, ValidationReport
@@ -98,3 +100,51 @@ class ValidationMaker(Maker):
         collect = collect_validations(backend_flow.output, selected, selection.skipped, backend)
         collect.name = f"{self.name} report"
         return Response(replace=Flow([backend_flow, collect], output=collect.output, name=self.name))
+
+
+_POOL_PER_SYSTEM = 4  # candidates read per system and top_k slot: room for selection's own dedup
+
+
+@job(config=JobConfig(expose_store=True, on_missing_references=OnMissing.NONE))
+def validate_best(after: Any, validation_maker: Maker, references, campaign: str | None = None) -> Response:
+    """Select the best candidates from the candidates store and replace this job by their DFT validation.
+
+    Reads a bounded pool per chemical system (never the whole campaign). The reference
+    entries of the selected candidates' systems serve as deduplication targets and as
+    the reference phases of the DFT hull.
+    """
+    from jobflow import CURRENT_JOB
+
+    store = CURRENT_JOB.store.additional_stores[CANDIDATES_STORE_NAME]
+    selection = validation_maker.selection
+    criteria: dict[str, Any] = {"thermo_status": "ok", "e_above_hull": {"$lte": selection.max_e_above_hull}}
+    if campaign is not None:
+        criteria["campaign"] = campaign
+    pool = []
+    for chemsys in sorted(store.distinct("chemsys", criteria)):
+        pool.extend(
+            store.query({**criteria, "chemsys": chemsys}, sort={"e_above_hull": 1}, limit=selection.top_k * _POOL_PER_SYSTEM)
+        )
+    for doc in pool:
+        doc.pop("_id", None)
+    entries = []
+    for chemsys in sorted({doc["chemsys"] for doc in pool}):
+        try:
+            entries.extend(references.get_entries(chemsys))
+        except MissingReferenceError:  # a system without references is still validated against its elements
+            continue
+    return Response(replace=validation_maker.make(pool, entries))
+
+
+@job(config=JobConfig(expose_store=True, on_missing_references=OnMissing.NONE))
+def publish_validation(report: Any) -> int:
+    """Write each validation document into its candidate document; returns how many were joined."""
+    from jobflow import CURRENT_JOB
+
+    from matris_flows.validation.join import update_candidate_store
+    from matris_flows.validation.schemas import ValidationReport
+
+    if report is None:
+        return 0
+    report = report if isinstance(report, ValidationReport) else ValidationReport.model_validate(report)
+    return update_candidate_store(CURRENT_JOB.store.additional_stores[CANDIDATES_STORE_NAME], report.documents)

@@ -5,12 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
-from jobflow import Flow, run_locally
+from jobflow import Flow, OutputReference, run_locally
 from monty.json import MontyDecoder
 
 from matris_flows.execution.clusters import open_client
 from matris_flows.execution.dask_manager import run_on_dask
 from matris_flows.execution.profile import ExecutionProfile
+from matris_flows.execution.worker_tasks import RecentOutputs, resolve_inputs
 from matris_flows.stores.backends import make_job_store
 from matris_flows.stores.config import StoreConfig
 from matris_flows.testing import jobs as tj
@@ -147,6 +148,36 @@ def test_child_of_a_finished_job_goes_ahead_of_queued_work(new_job_store, tmp_pa
     starts = (tmp_path / "starts").read_text().split()
     assert starts[:3] == ["head", "queued0", "child"], starts
     assert sorted(starts) == sorted(["head", "child", *(f"queued{i}" for i in range(4))])
+
+
+def test_a_job_is_shipped_with_the_item_it_references_and_the_output_is_read_once(new_job_store, monkeypatch):
+    """A chunk job gets its chunk, not the whole shard; the chunks of one shard read it from the store once."""
+    store = new_job_store()
+    store.connect()
+    shard = tj.add(1, 2)
+    store.update({"uuid": shard.uuid, "index": 1, "output": {"chunks": [list(range(1000)), [2], [3]]}})
+    reads = []
+    monkeypatch.setattr(store, "get_output", lambda *a, _get=store.get_output, **k: reads.append(a) or _get(*a, **k))
+    cache = RecentOutputs()
+    chunk_jobs = [tj.add(shard.output["chunks"][k], [0]) for k in range(3)]
+    resolved = [resolve_inputs(job, store, cache) for job in chunk_jobs]
+    assert [r.function_args[0] for r in resolved] == [list(range(1000)), [2], [3]]
+    assert len(reads) == 1
+    assert not any(r.config.resolve_references for r in resolved)  # nothing left to resolve on the worker
+    assert all(isinstance(job.function_args[0], OutputReference) for job in chunk_jobs)  # the flow keeps its references
+    # each job gets its own objects, decoded from the cached document
+    again = resolve_inputs(chunk_jobs[0], store, cache)
+    assert again.function_args[0] == resolved[0].function_args[0] and again.function_args[0] is not resolved[0].function_args[0]
+
+
+def test_recent_outputs_keep_the_last_few_jobs():
+    cache = RecentOutputs(size=2)
+    for uuid in ("a", "b", "c"):
+        cache[uuid] = {1: uuid}
+    assert list(cache) == ["b", "c"]
+    cache["b"]  # a read makes it recent
+    cache["d"] = {1: "d"}
+    assert list(cache) == ["b", "d"]
 
 
 def test_killed_worker_is_retried(dask_client, new_job_store, tmp_path):
