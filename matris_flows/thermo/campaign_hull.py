@@ -30,7 +30,7 @@ from pymatgen.analysis.phase_diagram import PDEntry
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Structure
 
-from matris_flows.core.chemsys import chemsys_of, elements_of, within
+from matris_flows.core.chemsys import chemsys_of, elements_of, subsystems
 from matris_flows.thermo.assess import reference_hull, relaxation_converged, stability_allowed
 from matris_flows.thermo.hull import PATCH_ABOVE_N_ELEMENTS, HullIndex
 from matris_flows.thermo.references import MissingReferenceError, ReferenceProvider
@@ -81,56 +81,59 @@ class CampaignHullBuilder(Builder):
         self.references_store = references_store
         self.allow_unconverged = allow_unconverged
         targets = [candidates] if references_store is None else [candidates, references_store]
-        super().__init__(sources=[candidates], targets=targets)
-        self._counts = CampaignHullOutput()
-        self._vertices: dict[frozenset[str], list[tuple[str, str, float]]] = {}
+        # One system per chunk: a system's items are read after its subsystems' updates are written
+        # (get_items reads their campaign-hull vertices from the store).
+        super().__init__(sources=[candidates], targets=targets, chunk_size=1)
+        self._n_updated = 0
 
-    # -- Builder API ----------------------------------------------------------------------
+    # -- Builder API (get_items reads, process_item computes, update_targets writes) ------
+    def _criteria(self) -> dict[str, Any]:
+        """The candidates that take part: assessed, with a formation energy, of this campaign."""
+        criteria: dict[str, Any] = {"thermo_status": ThermoStatus.OK.value, "formation_energy_per_atom": {"$ne": None}}
+        return criteria if self.campaign is None else {**criteria, "campaign": self.campaign}
+
     def get_items(self) -> Iterator[dict[str, Any]]:
-        """One item per chemical system (smallest first): its own candidates (slim documents)."""
-        criteria = {} if self.campaign is None else {"campaign": self.campaign}
-        by_system: dict[frozenset[str], list[dict]] = defaultdict(list)
-        n = 0
-        for doc in self.candidates.query(criteria, properties=_SLIM):
-            n += 1
-            if doc.get("thermo_status") == ThermoStatus.OK.value and doc.get("formation_energy_per_atom") is not None:
-                by_system[elements_of(doc["chemsys"])].append(doc)
-        self._counts = CampaignHullOutput(n_candidates=n, n_systems=len(by_system))
-        self._vertices: dict[frozenset[str], list[tuple[str, str, float]]] = {}
-        for system in sorted(by_system, key=lambda s: (len(s), chemsys_of(s))):
-            yield {"system": system, "own": by_system[system]}
+        """One item per chemical system whose inputs changed, smallest systems first.
 
-    def process_item(self, item: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """Updates ``{candidate_id: fields}`` for one system; empty when its inputs are unchanged."""
-        system, own = item["system"], item["own"]
-        below = within(self._vertices, system)  # campaign-hull vertices of the subsystems (all done: smaller first)
-        fingerprint = self._fingerprint(own, below, (self.stability_threshold, self.allow_unconverged))
-        if all(doc.get("campaign_hull_fingerprint") == fingerprint for doc in own):
-            self._vertices[system] = [
-                (d["candidate_id"], d["formula"], d["formation_energy_per_atom"])
-                for d in own
-                if d.get("duplicate_of") is None and (d.get("e_above_hull_campaign") or 0.0) <= _ON_HULL
-            ]
-            return {}
-        duplicates = self._find_duplicates(own)
-        points = self._reference_points(system, own[0].get("hull_kind"))
-        points += [_point(formula, energy) for _, formula, energy in below]
+        Reads one system at a time (never the whole campaign): its candidates (slim
+        documents), the campaign-hull vertices of its subsystems (already written: they come
+        first), the structures of its same-formula candidates and its reference phases.
+        """
+        criteria = self._criteria()
+        systems = sorted({elements_of(chemsys) for chemsys in self.candidates.distinct("chemsys", criteria)},
+                         key=lambda s: (len(s), chemsys_of(s)))
+        for system in systems:
+            own = list(self.candidates.query({**criteria, "chemsys": chemsys_of(system)}, properties=_SLIM))
+            below = self._subsystem_vertices(system, criteria)
+            fingerprint = self._fingerprint(own, below, (self.stability_threshold, self.allow_unconverged))
+            if all(doc.get("campaign_hull_fingerprint") == fingerprint for doc in own):
+                continue  # unchanged since the last run (a resumed campaign)
+            points, reference_rows = self._reference_points(system, own[0].get("hull_kind"))
+            yield {
+                "system": system, "own": own, "below": below, "fingerprint": fingerprint,
+                "points": points, "reference_rows": reference_rows, "structures": self._duplicate_candidates(own),
+            }
+
+    def process_item(self, item: dict[str, Any]) -> dict[str, Any]:
+        """The campaign hull of one system: ``{"updates": {candidate_id: fields}, "references": rows}`` (no I/O)."""
+        own = item["own"]
+        duplicates = self._find_duplicates(own, item["structures"])
+        points = list(item["points"])
+        points += [_point(formula, energy) for _, formula, energy in item["below"]]
         points += [
             _point(d["formula"], d["formation_energy_per_atom"])
             for d in own
             if d["candidate_id"] not in duplicates and (d.get("e_above_hull") is None or d["e_above_hull"] <= _ON_HULL)
         ]
+        system = item["system"]
         # few points, so one plain hull even for many elements
         hull = HullIndex.from_entries(points, sorted(system), patch_above_n_elements=len(system))
         results = hull.evaluate(
             [Composition(d["formula"]) for d in own], [d["formation_energy_per_atom"] for d in own], with_decomposition=False
         )
         updates = {}
-        vertices = []
         for doc, result in zip(own, results, strict=True):
             duplicate_of = duplicates.get(doc["candidate_id"])
-            if duplicate_of is None and result.e_above_hull <= _ON_HULL:
-                vertices.append((doc["candidate_id"], doc["formula"], doc["formation_energy_per_atom"]))
             stable = (
                 duplicate_of is None
                 and result.e_above_hull <= self.stability_threshold
@@ -140,14 +143,13 @@ class CampaignHullBuilder(Builder):
                 "e_above_hull_campaign": result.e_above_hull,
                 "is_stable_campaign": stable,
                 "duplicate_of": duplicate_of,
-                "campaign_hull_fingerprint": fingerprint,
+                "campaign_hull_fingerprint": item["fingerprint"],
             }
-        self._vertices[system] = vertices
-        return updates
+        return {"updates": updates, "references": self._reference_documents(item["reference_rows"])}
 
-    def update_targets(self, items: list[dict[str, dict[str, Any]]]) -> None:
-        """Write the updated fields into the full candidate documents, in bulk."""
-        updates = {cid: fields for item in items for cid, fields in item.items()}
+    def update_targets(self, items: list[dict[str, Any]]) -> None:
+        """Write the updated fields into the full candidate documents, in bulk, and the reference phases."""
+        updates = {cid: fields for item in items for cid, fields in item["updates"].items()}
         ids = list(updates)
         for start in range(0, len(ids), _FETCH_BATCH):
             batch = ids[start : start + _FETCH_BATCH]
@@ -158,32 +160,30 @@ class CampaignHullBuilder(Builder):
                 docs.append(doc)
             if docs:
                 self.candidates.update(docs, key="candidate_id")
+        references = [doc for item in items for doc in item["references"]]
+        if references and self.references_store is not None:
+            self.references_store.update(references, key="reference_id")
+        self._n_updated += len(items)
 
     def build(self) -> CampaignHullOutput:
-        """Run every item (skipping unchanged systems) and return the counts."""
-        pending: list[dict[str, dict[str, Any]]] = []
-        n_updated = 0
+        """Run every item as maggma's serial runner would (chunks of one system), and return the counts.
+
+        Not ``Builder.run``: that one configures the root logger for diagnostics.
+        """
+        self._n_updated = 0
         for item in self.get_items():
-            updates = self.process_item(item)
-            if updates:
-                n_updated += 1
-                pending.append(updates)
-            if sum(len(p) for p in pending) >= _FETCH_BATCH:
-                self.update_targets(pending)
-                pending = []
-        if pending:
-            self.update_targets(pending)
+            self.update_targets([self.process_item(item)])
         criteria = {} if self.campaign is None else {"campaign": self.campaign}
-        return self._counts.model_copy(
-            update={
-                "n_systems_updated": n_updated,
-                "n_duplicates": self.candidates.count({**criteria, "duplicate_of": {"$ne": None}}),
-                "n_stable_campaign": self.candidates.count({**criteria, "is_stable_campaign": True}),
-                "n_known_phases": self.candidates.count({**criteria, "matches_reference": {"$ne": None}}),
-                "n_new_stable": self.candidates.count(
-                    {**criteria, "is_stable_campaign": True, "matches_reference": None, "duplicate_of": None}
-                ),
-            }
+        return CampaignHullOutput(
+            n_candidates=self.candidates.count(criteria),
+            n_systems=len(self.candidates.distinct("chemsys", self._criteria())),
+            n_systems_updated=self._n_updated,
+            n_duplicates=self.candidates.count({**criteria, "duplicate_of": {"$ne": None}}),
+            n_stable_campaign=self.candidates.count({**criteria, "is_stable_campaign": True}),
+            n_known_phases=self.candidates.count({**criteria, "matches_reference": {"$ne": None}}),
+            n_new_stable=self.candidates.count(
+                {**criteria, "is_stable_campaign": True, "matches_reference": None, "duplicate_of": None}
+            ),
         )
 
     # -- helpers ----------------------------------------------------------------------------
@@ -201,63 +201,75 @@ class CampaignHullBuilder(Builder):
         subsystem_vertices = sorted((cid, f"{energy:.6f}") for cid, _, energy in below)
         return hashlib.sha256(repr((rows, subsystem_vertices, settings)).encode()).hexdigest()[:24]
 
-    def _find_duplicates(self, own: list[dict]) -> dict[str, str]:
-        """``{candidate_id: id of the lowest-energy match}`` within (formula, space group) buckets."""
+    @staticmethod
+    def _buckets(own: list[dict]) -> list[list[dict]]:
+        """Candidates that may be one crystal: same formula and space group, two or more of them."""
         buckets: dict[tuple[str, Any], list[dict]] = defaultdict(list)
         for doc in own:
             buckets[(doc["formula"], doc.get("spacegroup"))].append(doc)
+        return [members for members in buckets.values() if len(members) > 1]
+
+    def _duplicate_candidates(self, own: list[dict]) -> dict[str, dict]:
+        """The structures (as dicts) of the candidates that share a bucket with another one."""
+        ids = [doc["candidate_id"] for members in self._buckets(own) for doc in members]
+        if not ids:
+            return {}
+        docs = self.candidates.query({"candidate_id": {"$in": ids}}, properties=["candidate_id", "structure"])
+        return {d["candidate_id"]: d["structure"] for d in docs if d.get("structure")}
+
+    def _find_duplicates(self, own: list[dict], structures: dict[str, dict]) -> dict[str, str]:
+        """``{candidate_id: id of the lowest-energy match}`` within (formula, space group) buckets."""
         duplicates: dict[str, str] = {}
-        for members in buckets.values():
-            if len(members) < 2:
-                continue
+        for members in self._buckets(own):
             members.sort(key=lambda d: (d.get("corrected_energy_per_atom") or d["formation_energy_per_atom"], d["candidate_id"]))
-            structures = self._structures([d["candidate_id"] for d in members])
+            present = [d["candidate_id"] for d in members if d["candidate_id"] in structures]
+            crystals = {cid: Structure.from_dict(structures[cid]) for cid in present}
             kept: list[str] = []
-            for doc in members:
-                cid = doc["candidate_id"]
-                match = next((k for k in kept if self.matcher.fit(structures[k], structures[cid])), None)
+            for cid in present:
+                match = next((k for k in kept if self.matcher.fit(crystals[k], crystals[cid])), None)
                 if match is None:
                     kept.append(cid)
                 else:
                     duplicates[cid] = match
         return duplicates
 
-    def _structures(self, ids: list[str]) -> dict[str, Structure]:
-        docs = self.candidates.query({"candidate_id": {"$in": ids}}, properties=["candidate_id", "structure"])
-        return {d["candidate_id"]: Structure.from_dict(d["structure"]) for d in docs if d.get("structure")}
+    def _subsystem_vertices(self, system: frozenset[str], criteria: dict[str, Any]) -> list[tuple[str, str, float]]:
+        """Campaign-hull vertices (id, formula, formation energy) of the proper subsystems of ``system``, as stored."""
+        smaller = [chemsys_of(s) for s in subsystems(system) if s != system]
+        if not smaller:
+            return []
+        docs = self.candidates.query(
+            {**criteria, "chemsys": {"$in": smaller}, "duplicate_of": None, "e_above_hull_campaign": {"$lte": _ON_HULL}},
+            properties=["candidate_id", "formula", "formation_energy_per_atom"],
+        )
+        return sorted((d["candidate_id"], d["formula"], d["formation_energy_per_atom"]) for d in docs)
 
-    def _reference_points(self, system: frozenset[str], hull_kind: str | None) -> list[PDEntry]:
-        """Stable reference phases at their formation energies (the elements at zero at least)."""
+    def _reference_points(self, system: frozenset[str], hull_kind: str | None) -> tuple[list[PDEntry], list[tuple]]:
+        """Stable reference phases at their formation energies (the elements at zero at least), and every
+        reference phase of the system as a row (entry id, formula, material id, E_form, E_hull) to publish."""
         points = [_point(el, 0.0) for el in sorted(system)]
         elements_only = [(el, el, None, 0.0, 0.0) for el in sorted(system)]
         if hull_kind != HullKind.MP.value and self.references.hull_kind is not HullKind.CAMPAIGN_INTERNAL:
             # campaign-internal candidates without their consistent references: the corners are the elements
-            self._publish_references(system, elements_only)
-            return points
+            return points, elements_only
         try:
             index, _ = reference_hull(self.references, system, self.patch_above_n_elements)
         except MissingReferenceError:
-            if hull_kind != HullKind.MP.value:  # outside the consistent reference set: the elements
-                self._publish_references(system, elements_only)
-            return points
+            # outside the consistent reference set: the elements
+            return points, (elements_only if hull_kind != HullKind.MP.value else [])
         pd = index.phase_diagram
-        self._publish_references(
-            system,
-            [
-                (str(e.entry_id), e.composition.reduced_formula, (getattr(e, "data", None) or {}).get("material_id"),
-                 pd.get_form_energy_per_atom(e), pd.get_e_above_hull(e, allow_negative=True))
-                for e in pd.all_entries
-            ],
-        )
+        rows = [
+            (str(e.entry_id), e.composition.reduced_formula, (getattr(e, "data", None) or {}).get("material_id"),
+             pd.get_form_energy_per_atom(e), pd.get_e_above_hull(e, allow_negative=True))
+            for e in pd.all_entries
+        ]
         for entry in pd.stable_entries:
             if len(entry.composition.elements) > 1:
                 points.append(PDEntry(entry.composition, pd.get_form_energy_per_atom(entry) * entry.composition.num_atoms))
-        return points
+        return points, rows
 
-    def _publish_references(self, system: frozenset[str], rows: list[tuple]) -> None:
+    def _reference_documents(self, rows: list[tuple]) -> list[dict]:
         """One document per reference phase (``rows``: entry id, formula, material id, E_form, E_hull)."""
-        if self.references_store is None:
-            return
         docs = []
         for entry_id, formula, material_id, formation_energy, e_above_hull in rows:
             elements = sorted(el.symbol for el in Composition(formula).elements)
@@ -267,7 +279,7 @@ class CampaignHullBuilder(Builder):
                 "formation_energy_per_atom": float(formation_energy), "e_above_hull": float(e_above_hull),
                 "is_stable": bool(e_above_hull <= _ON_HULL),
             })
-        self.references_store.update(docs, key="reference_id")
+        return docs
 
 
 def _point(formula: str, formation_energy_per_atom: float) -> PDEntry:
