@@ -5,7 +5,7 @@ seconds per call of
 
 * stock:   ``MatRISCalculator`` as the project used it before (random 10M weights,
            activation checkpointing off, eager);
-* project: the calculator ``load_potential`` returns (matris_flows.potentials.matris_fast:
+* project: the calculator ``load_potential(..., fast_cpu_kernels=True)`` returns (matris_flows.potentials.matris_fast:
            split line-graph projections, no-grad softmax shift, frozen weights,
            torch.compile of the tensor core);
 
@@ -133,7 +133,7 @@ def main() -> None:
         write_random_matris_checkpoint(path, config=MATRIS_10M_CONFIG)
     with captured_stdout(__name__):
         stock = MatRISCalculator(model=str(path), task="efs", device="cpu", mode="fast", activation_checkpoint=False)
-        project = load_potential(str(path), device="cpu").calculator
+        project = load_potential(str(path), device="cpu", fast_cpu_kernels=True).calculator
     print(
         f"MatRIS 10M config (random weights, {sum(p.numel() for p in stock.model.parameters()) / 1e6:.1f}M parameters), "
         f"efs, float32, torch {torch.__version__}, cores={available_cores()}, pid {os.getpid()}"

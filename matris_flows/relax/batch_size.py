@@ -20,9 +20,10 @@ logger = logging.getLogger(__name__)
 # one leaves more of a worker's structures queued, where an idle worker can take them over.
 CPU_ATOMS_CAP = 256
 # Peak bytes per atom of an energy+forces+stress call, float32, dense ~2.3 g/cm3 cells;
-# measured on CPU (MatRIS-10M: Si64 peak RSS with matris_fast; CHGNet 0.3.0: 32 small cells).
-BYTES_PER_ATOM = {"matris": 60e6, "chgnet": 2e6}
-DEFAULT_BYTES_PER_ATOM = 60e6
+# measured on CPU (MatRIS-10M: Si64 peak RSS with matris_fast, stock MatRIS ~3x that per angle as in
+# benchmarks/matris_inference.py; CHGNet 0.3.0: 32 small cells).
+BYTES_PER_ATOM = {"matris": 180e6, "matris_fast": 60e6, "chgnet": 2e6}
+DEFAULT_BYTES_PER_ATOM = 180e6
 # Keep this share of free memory for the optimiser state, fragmentation and other processes.
 MEMORY_FRACTION = 0.7
 

@@ -156,7 +156,9 @@ def documents_from_state(
 
 def atoms_cap_for(structures: list[Structure], potential: Potential, model, ts) -> int:
     """Memory-sized cap on atoms per batched call; on CUDA probed with the first few of ``structures``."""
-    kind = "matris" if potential.spec.is_matris else potential.spec.kind.value
+    kind = potential.spec.kind.value
+    if potential.spec.is_matris:
+        kind = "matris_fast" if potential.options.get("fast_cpu_kernels", False) else "matris"
     probe = None
     if str(model.device).startswith("cuda"):
         first = _chunks_by_atoms(structures, _PROBE_ATOMS)[0]

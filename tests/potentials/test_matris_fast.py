@@ -76,10 +76,16 @@ def test_compile_only_where_it_pays_and_falls_back_to_eager(tiny_matris_checkpoi
     assert energy == reference[0] and np.array_equal(forces, reference[1])
 
 
-def test_loader_returns_the_fast_calculator(tiny_matris_checkpoint):
+def test_the_fast_kernels_are_opt_in(tiny_matris_checkpoint, silicon):
+    """Stock MatRIS unless the potential's options ask for ``fast_cpu_kernels``; both give the same numbers."""
     from matris_flows.potentials.loader import load_potential
 
-    potential = load_potential(str(tiny_matris_checkpoint), device="cpu")
-    model = potential.calculator.model
-    assert getattr(model, "_matris_flows_cpu_fast", False)
-    assert not any(p.requires_grad for p in model.parameters())
+    stock = load_potential(str(tiny_matris_checkpoint), device="cpu").calculator.model
+    fast_potential = load_potential(str(tiny_matris_checkpoint), device="cpu", fast_cpu_kernels=True, compile=False)
+    fast = fast_potential.calculator.model
+    assert not getattr(stock, "_matris_flows_cpu_fast", False) and getattr(fast, "_matris_flows_cpu_fast", False)
+    assert not any(p.requires_grad for model in (stock, fast) for p in model.parameters())
+    stock_efs = _efs(load_potential(str(tiny_matris_checkpoint), device="cpu").calculator, silicon)
+    fast_efs = _efs(fast_potential.calculator, silicon)
+    assert fast_efs[0] == pytest.approx(stock_efs[0], rel=1e-5)
+    assert np.abs(fast_efs[1] - stock_efs[1]).max() < 1e-4

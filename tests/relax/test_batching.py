@@ -30,7 +30,8 @@ def test_cpu_cap_uses_available_memory_and_model_estimate(monkeypatch):
         device = "cpu"
 
     monkeypatch.setattr(batch_size, "available_memory_bytes", lambda device: 12e9)
-    assert batch_size.batch_atoms_cap(Model(), kind="matris") == int(0.7 * 12e9 // 60e6)
+    assert batch_size.batch_atoms_cap(Model(), kind="matris") == int(0.7 * 12e9 // 180e6)  # stock MatRIS
+    assert batch_size.batch_atoms_cap(Model(), kind="matris_fast") == int(0.7 * 12e9 // 60e6)  # opt-in fast kernels
     assert batch_size.batch_atoms_cap(Model(), kind="chgnet") == batch_size.CPU_ATOMS_CAP
     assert batch_size.measure_bytes_per_atom(Model(), state=None) is None  # nothing to probe on CPU
 
