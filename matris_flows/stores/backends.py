@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 CANDIDATE_INDEXES = (
     "candidate_id", "campaign", "chemsys", "formula", "e_above_hull", "is_stable", "duplicate_of",
-    "is_stable_campaign", "matches_reference", "provenance.parent_id",
+    "e_above_hull_campaign", "is_stable_campaign", "matches_reference", "provenance.parent_id",
 )
 """Fields of the ``candidates`` collection that are indexed for queries."""
 

@@ -104,9 +104,9 @@ class CampaignHullBuilder(Builder):
         Reads one system at a time (never the whole campaign): its candidates (slim
         documents), the campaign-hull vertices of its subsystems (already written: they come
         first), the structures of its same-formula candidates and its reference phases. The
-        queries select by ``chemsys`` alone, which is indexed: with a second indexed field
-        (``campaign``, ``duplicate_of``: nearly every row matches) SQLite's planner may scan that
-        index instead, and a 10k-candidate step took 3x longer. The rest is selected here.
+        queries select by indexed fields that few rows match (``chemsys``, ``e_above_hull_campaign``):
+        with ``campaign`` or ``duplicate_of`` beside them (nearly every row matches) SQLite's planner
+        may scan that index instead, and a 10k-candidate step took 3x longer. The rest is selected here.
         """
         campaign = self._campaign()
         systems = sorted({elements_of(chemsys) for chemsys in self.candidates.distinct("chemsys", campaign)},
@@ -252,7 +252,7 @@ class CampaignHullBuilder(Builder):
         if not smaller:
             return []
         docs = self.candidates.query(
-            {"chemsys": {"$in": smaller}},
+            {"chemsys": {"$in": smaller}, "e_above_hull_campaign": {"$lte": _ON_HULL}},
             properties=["candidate_id", "campaign", "formula", "formation_energy_per_atom", "e_above_hull_campaign",
                         "thermo_status", "duplicate_of"],
         )
