@@ -8,7 +8,7 @@ Layout (import each name from the module that defines it; this package re-export
   ``JOURNAL_STORE_NAME``);
 - :mod:`~matris_flows.stores.backends`: the one store factory (``make_collection_store``,
   ``make_job_store``, ``connect_job_store``, ``make_candidates_store``, ``index_candidates``),
-  one builder per backend, the MongoDB client options;
+  one builder per backend (the MongoDB client timeout comes from the config);
 - :mod:`~matris_flows.stores.campaign_store`: ``CampaignStore``, the collection job inputs hold
   (serialised as names, built where it is used);
 - :mod:`~matris_flows.stores.health`: ``check_store`` (reach the servers before a campaign
