@@ -10,7 +10,6 @@ imported there) and through :class:`PinThreadsPlugin` for torch.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -259,13 +258,19 @@ class ReplacingAdaptive(Adaptive):
         self.replaced = 0  # jobs forgotten so far (for logs and tests)
 
     async def recommendations(self, target: int) -> dict:
-        self._forget_ended_jobs()
+        ended = self._ended_jobs()
+        if ended:
+            # SpecCluster's own scale_down: drops the jobs from the plan and closes (cancels) them
+            await self.cluster.scale_down(ended)
+            self.replaced += len(ended)
         return await super().recommendations(target)
 
-    def _forget_ended_jobs(self) -> None:
+    def _ended_jobs(self) -> list[str]:
+        """Jobs whose workers were all seen and have all been gone for ``grace`` seconds."""
         cluster = self.cluster
         alive = {str(info.get("name")) for info in cluster.scheduler_info.get("workers", {}).values()}
         now = time.monotonic()
+        ended = []
         for job_name, spec in list(cluster.worker_spec.items()):
             names = {f"{job_name}{suffix}" for suffix in spec.get("group", [""])}
             if names & alive:
@@ -277,14 +282,10 @@ class ReplacingAdaptive(Adaptive):
             if now - self._gone_since.setdefault(job_name, now) < self.grace:
                 continue
             logger.info(f"worker job {job_name} has ended; submitting a replacement")
-            del cluster.worker_spec[job_name]
-            job = cluster.workers.pop(job_name, None)
-            if job is not None:
-                task = asyncio.ensure_future(job.close())
-                cluster._futures.add(task)  # the cluster awaits these on close
             self._seen.discard(job_name)
             self._gone_since.pop(job_name, None)
-            self.replaced += 1
+            ended.append(job_name)
+        return ended
 
 
 @contextlib.contextmanager

@@ -236,43 +236,25 @@ def test_cli_says_in_one_line_that_the_cluster_has_no_worker_with_a_resume_hint(
 
 
 def test_adaptive_forgets_batch_jobs_whose_workers_have_all_left(monkeypatch):
-    import asyncio
+    """Which jobs count as ended; SpecCluster.scale_down then drops and cancels them (the SLURM tests run that part)."""
     from types import SimpleNamespace
 
     from matris_flows.execution import clusters
 
-    closed = []
-
-    class Job:
-        def __init__(self, name):
-            self.name = name
-
-        async def close(self):
-            closed.append(self.name)
-
-    names = ["C-0", "C-1", "C-2"]
     cluster = SimpleNamespace(
         scheduler_info={"workers": {"a": {"name": "C-0"}, "b": {"name": "C-1-0"}, "c": {"name": "C-1-1"}}},
         worker_spec={"C-0": {}, "C-1": {"group": ["-0", "-1"]}, "C-2": {}},  # C-1: a two-process job; C-2: queued
-        workers={name: Job(name) for name in names},
-        _futures=set(),
     )
     adaptive = clusters.ReplacingAdaptive.__new__(clusters.ReplacingAdaptive)
     adaptive.cluster, adaptive.grace, adaptive._seen, adaptive._gone_since, adaptive.replaced = cluster, 5.0, set(), {}, 0
     clock = [100.0]
     monkeypatch.setattr(clusters.time, "monotonic", lambda: clock[0])
 
-    async def rounds():
-        adaptive._forget_ended_jobs()  # everything alive or queued
-        del cluster.scheduler_info["workers"]["a"], cluster.scheduler_info["workers"]["b"]
-        adaptive._forget_ended_jobs()  # C-0 gone, but only just
-        assert set(cluster.worker_spec) == set(names)
-        clock[0] += 6
-        adaptive._forget_ended_jobs()
-        await asyncio.gather(*cluster._futures)
-
-    asyncio.run(rounds())
-    # C-0's worker left: forgotten (and cancelled), so adapt submits a new job; C-1 still has a
-    # worker process; C-2 never started, so it is not counted as ended
-    assert set(cluster.worker_spec) == set(cluster.workers) == {"C-1", "C-2"}
-    assert closed == ["C-0"] and adaptive.replaced == 1
+    assert adaptive._ended_jobs() == []  # everything alive or queued
+    del cluster.scheduler_info["workers"]["a"], cluster.scheduler_info["workers"]["b"]
+    assert adaptive._ended_jobs() == []  # C-0 gone, but only just
+    clock[0] += 6
+    # C-0's worker left: ended, so adapt submits a new job; C-1 still has a worker process;
+    # C-2 never started, so it is not counted as ended
+    assert adaptive._ended_jobs() == ["C-0"]
+    assert adaptive._ended_jobs() == []  # reported once
