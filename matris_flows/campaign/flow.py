@@ -135,9 +135,6 @@ class ScreeningMaker(Maker):
             references=_references(spec, campaign_dir),
             stability_threshold=spec.hull.stability_threshold,
             allow_unconverged=spec.hull.allow_unconverged,
-            elemental_relax_settings=spec.relax,
-            device=spec.potential.device,
-            potential_options=spec.potential.options,
             campaign=spec.name,
         )
         return cls(

@@ -115,23 +115,34 @@ def synthetic_screening(
     """A ScreeningMaker over :class:`SyntheticSourceMaker` relaxed with EMT for ``max_steps`` FIRE steps.
 
     EMT energies are not on MP's scale, so the hull is campaign-internal (elements relaxed
-    with EMT once per worker); nothing here needs reference data or model weights.
+    with EMT by the campaign's references job); nothing here needs reference data or model weights.
     """
     from matris_flows.campaign.flow import ScreeningMaker
     from matris_flows.generation.jobs import ShardedGenerationMaker
     from matris_flows.relax.jobs import RelaxMaker
     from matris_flows.relax.schemas import RelaxSettings
+    from matris_flows.thermo.consistent_references import ConsistentReferencesMaker, copy_relax_maker
     from matris_flows.thermo.jobs import HullMaker
+    from matris_flows.thermo.references import LocalFileReferences
 
     settings = RelaxSettings(max_steps=max_steps, engine="ase", relax_cell=relax_cell)
+    relax = RelaxMaker(name=f"{name}: relax", potential=EMT_POTENTIAL, settings=settings, device="cpu")
+    source = SyntheticSourceMaker(n=n, bad_every=bad_every)
     return ScreeningMaker(
         name=name,
         generation=ShardedGenerationMaker(
             name=f"{name}: generate",
-            sources=[SyntheticSourceMaker(n=n, bad_every=bad_every)],
+            sources=[source],
             chunk_size=chunk_size,
             parallelism=parallelism,
         ),
-        relax=RelaxMaker(name=f"{name}: relax", potential=EMT_POTENTIAL, settings=settings, device="cpu"),
-        hull=HullMaker(name=f"{name}: hull", elemental_relax_settings=settings, device="cpu", campaign=name),
+        relax=relax,
+        hull=HullMaker(name=f"{name}: hull", campaign=name),
+        # no MP data for these elements: the hull is the tie-line of their ground states relaxed with EMT
+        consistent_references=ConsistentReferencesMaker(
+            name=f"{name}: consistent references",
+            references=LocalFileReferences(),
+            relax=copy_relax_maker(relax, f"{name}: consistent references relax"),
+            elements=list(source.elements),
+        ),
     )

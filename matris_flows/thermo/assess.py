@@ -196,7 +196,8 @@ def assess_candidates(
             if campaign_references is None:
                 raise ValueError(
                     f"Energies of {name} are {convention.value}: they cannot be compared with MP entries. "
-                    "Give campaign-internal references (relax_elemental_references)."
+                    "Give a consistent reference set (ConsistentReferencesMaker, as a campaign does) or elemental_references "
+                    "(relax_elemental_references)."
                 )
             provider = campaign_references if hasattr(campaign_references, "get_entries") else campaign_references()
             note = f"{name} energies are {convention.value}: only a campaign-internal hull is valid."

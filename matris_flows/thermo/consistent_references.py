@@ -13,6 +13,12 @@ relaxed phase, keyed by potential + checkpoint hash + MP entry content + relax s
 the phases not found are relaxed, by ordinary relaxation jobs, and the result is one
 :class:`ConsistentReferenceSet` whose size grows with the reference phases, never with the
 candidates. The per-chunk hull jobs read it as :class:`ConsistentReferences`.
+
+The same job relaxes the corners of the systems outside the set: the MP ground state of each
+element the campaign can produce (every element of the package's ground-state file when the
+sources do not say) that no selected phase already covers. A system outside the set then gets
+the elements' tie-line (its ``e_above_hull`` is the formation energy, and its provenance says
+so); no hull job relaxes anything itself.
 """
 
 from __future__ import annotations
@@ -43,6 +49,13 @@ from matris_flows.potentials.naming import MATRIS_MODELS, PotentialKind, parse_p
 from matris_flows.relax.jobs import RelaxMaker
 from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings
 from matris_flows.thermo.assess import flatten_relaxations, maximal_systems
+from matris_flows.thermo.elemental import (
+    ELEMENTAL_ID_PREFIX,
+    ElementalReferences,
+    elemental_ground_state,
+    ground_state_elements,
+    ground_state_energy_per_atom,
+)
 from matris_flows.thermo.references import CampaignInternalReferences, MissingReferenceError, ReferenceProvider
 from matris_flows.thermo.schemas import ReferenceProvenance
 
@@ -91,6 +104,11 @@ class ConsistentReferenceSet(BaseModel):
     window_ev: float = Field(description="Phases up to this far above the MP hull were relaxed, eV/atom.")
     systems: list[str] = Field(default_factory=list, description="Chemical systems the set is complete for (all subsystems).")
     missing_systems: list[str] = Field(default_factory=list, description="Requested systems without MP reference data.")
+    elemental_corners: list[str] = Field(
+        default_factory=list,
+        description="Elements whose MP ground state was relaxed as a corner for the systems outside ``systems`` "
+        "(their phases are in ``phases``, entry ids elemental-ref-<El>).",
+    )
     phases: list[ReferencePhase] = Field(default_factory=list, description="Every selected phase, with its relaxed energy.")
     n_relaxed: int = Field(0, description="Phases relaxed by this run (0: everything came from the cache).")
     n_from_cache: int = Field(0, description="Phases found in the cache collection.")
@@ -227,8 +245,9 @@ class ConsistentReferences(CampaignInternalReferences):
     """Reference provider of a consistent hull: the relaxed MP phases of a :class:`ConsistentReferenceSet`.
 
     A chemical system outside the set's systems is answered by ``fallback`` (a provider, or a
-    zero-argument factory called on first need: the elemental references) when one is given,
-    else it raises MissingReferenceError; provenance says which hull each system got.
+    zero-argument factory called on first need) when one is given, else by the set's own
+    elemental phases (the elements' tie-line), else it raises MissingReferenceError;
+    provenance says which hull each system got.
     """
 
     def __init__(
@@ -250,7 +269,7 @@ class ConsistentReferences(CampaignInternalReferences):
         self.reference_set = reference_set
         self.cache_key = ("consistent", reference_set.set_key)  # per-process hull cache of assess.reference_hull
         self._systems = [elements_of(s) for s in reference_set.systems]
-        self._fallback = fallback
+        self._fallback = fallback if fallback is not None else _corners(reference_set, entries)
 
     @classmethod
     def from_output(cls, output: Any, fallback: ReferenceProvider | Callable[[], ReferenceProvider] | None = None) -> ConsistentReferences:
@@ -296,6 +315,33 @@ class ConsistentReferences(CampaignInternalReferences):
         )
 
 
+def _corners(reference_set: ConsistentReferenceSet, entries: list[ComputedEntry]) -> ElementalReferences | None:
+    """The set's relaxed elemental phases as the elements' tie-line (None: the set relaxed no corners)."""
+    if not reference_set.elemental_corners:
+        return None
+    corners = [e for e in entries if len(e.composition.elements) == 1]
+    return ElementalReferences(corners, potential=reference_set.potential, snapshot_date=reference_set.created_at[:10])
+
+
+def elemental_corner_entries(selection: PhaseSelection, elements: Iterable[str] | None) -> list[ComputedStructureEntry]:
+    """MP ground states of ``elements`` (None: every element of the ground-state file) no selected phase covers.
+
+    They are relaxed with the reference phases and serve as the corners of the systems outside
+    the set. Their energy is MP's (uncorrected), so the cache key changes with the data file.
+    """
+    covered = {e.composition.elements[0].symbol for e in selection.entries if len(e.composition.elements) == 1}
+    wanted = sorted(set(elements) if elements is not None else ground_state_elements())
+    corners = []
+    for symbol in wanted:
+        if symbol in covered:
+            continue
+        structure, energy_per_atom = elemental_ground_state(symbol), ground_state_energy_per_atom(symbol)
+        corners.append(
+            ComputedStructureEntry(structure, energy_per_atom * len(structure), entry_id=f"{ELEMENTAL_ID_PREFIX}-{symbol}")
+        )
+    return corners
+
+
 # -- jobs ------------------------------------------------------------------------------------
 def _connected(store: Store | None) -> Store | None:
     if store is not None:
@@ -330,7 +376,9 @@ class ConsistentReferencesMaker(Maker):
         Chemical systems of the campaign (every subsystem is included); None: chosen by
         :func:`campaign_systems` from the reference provider and ``elements``.
     elements
-        Elements the campaign's candidates can have, when known (narrows the default systems).
+        Elements the campaign's candidates can have, when known: they narrow the default
+        systems, and each one gets a relaxed elemental corner (None: every element of the
+        package's ground-state file does, for sources that can bring any).
     window_ev
         Phases up to this far above the MP hull are relaxed, eV/atom.
     cache_store
@@ -357,6 +405,10 @@ class ConsistentReferencesMaker(Maker):
         references = self.references or LocalFileReferences()
         systems = campaign_systems(self.chemsys, references, self.elements)
         selection = select_reference_phases(references, systems, self.window_ev)
+        corners = elemental_corner_entries(selection, self.elements)
+        for entry in corners:
+            selection.entries.append(entry)
+            selection.e_above_hull[str(entry.entry_id)] = 0.0
         fingerprint = potential_fingerprint(self.relax.potential, self.relax.potential_options)
         settings_key = settings_hash(self.relax.settings, self.relax.potential_options)
         keys = {str(e.entry_id): phase_key(fingerprint, settings_key, e) for e in selection.entries}
@@ -377,23 +429,30 @@ class ConsistentReferencesMaker(Maker):
             "window_ev": self.window_ev,
             "systems": selection.systems,
             "missing_systems": selection.missing_systems,
+            "elemental_corners": sorted(str(e.entry_id).removeprefix(f"{ELEMENTAL_ID_PREFIX}-") for e in corners),
             "cache_collection": None if cache_store is None else CACHE_COLLECTION,
             "set_key": _set_key(fingerprint, settings_key, self.window_ev, keys.values()),
         }
         logger.info(
-            "consistent references for %s: %d phases within %g eV/atom, %d cached, %d to relax",
-            ", ".join(systems) or "no systems", len(keys), self.window_ev, len(cached), len(todo),
+            "consistent references for %s: %d phases within %g eV/atom and %d elemental corners, %d cached, %d to relax",
+            ", ".join(systems) or "no systems", len(keys) - len(corners), self.window_ev, len(corners), len(cached), len(todo),
         )
         ordered = [keys[str(e.entry_id)] for e in selection.entries]
         if not todo:
             phases = [cached[k] for k in ordered]
             return ConsistentReferenceSet(**header, phases=phases, n_relaxed=0, n_from_cache=len(phases))
 
+        # the elemental corners are small cells (an unsupported element fails at the input check):
+        # one job for all of them, whatever the chunk size
+        corner_ids = {str(e.entry_id) for e in corners}
+        phases_todo = [e for e in todo if str(e.entry_id) not in corner_ids]
+        size = max(1, self.chunk_size)
+        parts = [phases_todo[start : start + size] for start in range(0, len(phases_todo), size)]
+        parts += [corners_todo] if (corners_todo := [e for e in todo if str(e.entry_id) in corner_ids]) else []
         relax_jobs = []
-        for start in range(0, len(todo), max(1, self.chunk_size)):
-            part = todo[start : start + self.chunk_size]
+        for index, part in enumerate(parts):
             relax_job = self.relax.make([e.structure for e in part], [str(e.entry_id) for e in part])
-            relax_job.name = f"{self.name}: relax {start // max(1, self.chunk_size)}"
+            relax_job.name = f"{self.name}: relax {index}"
             relax_jobs.append(relax_job)
         pending = [
             {

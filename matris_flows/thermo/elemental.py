@@ -3,9 +3,9 @@
 For potentials whose energies are not on MP's scale the only valid hull is one
 computed with the same potential; its corners start from the lowest-energy MP
 polymorphs shipped as package data. Elements alone make the hull a tie-line (the
-formation energy): campaigns relax the MP phases near the hull too
-(:mod:`matris_flows.thermo.consistent_references`), and use elements alone only
-where no reference phases exist.
+formation energy): campaigns relax the MP phases near the hull too, and the elemental
+corners with them, in one explicit job (:mod:`matris_flows.thermo.consistent_references`);
+elements alone serve only where no reference phases exist.
 """
 
 import datetime
@@ -43,6 +43,16 @@ def elemental_ground_state(element: str | Element) -> Structure:
         raise KeyError(f"No elemental ground-state structure for {symbol} in {GROUND_STATES_FILE}.")
     structure = data[symbol]["structure"]
     return structure if isinstance(structure, Structure) else Structure.from_dict(structure)
+
+
+def ground_state_energy_per_atom(element: str | Element) -> float:
+    """MP's (uncorrected) energy per atom of the ground-state polymorph of ``element``, eV/atom."""
+    return float(_ground_states()[Element(str(element)).symbol]["energy_per_atom"])
+
+
+def ground_state_elements() -> list[str]:
+    """The elements the ground-state file has a structure for."""
+    return sorted(_ground_states())
 
 
 def relax_elemental_references(

@@ -5,36 +5,22 @@ chunk's candidate documents right away; ``CampaignHullMaker`` runs once all chun
 and adds what needs the whole campaign (its hull, post-relaxation duplicates).
 """
 
-import json
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 
 from jobflow import Maker, job
 from jobflow.core.job import JobConfig
 from jobflow.core.reference import OnMissing
 
-from matris_flows.core.chemsys import elements_of
 from matris_flows.core.publishing import CANDIDATES_STORE_NAME, REFERENCES_STORE_NAME, publish, write_only_config
 from matris_flows.core.serialization import json_document
 from matris_flows.generation.schemas import Provenance
-from matris_flows.relax.schemas import RelaxationDocument, RelaxSettings
+from matris_flows.relax.schemas import RelaxationDocument
 from matris_flows.thermo.assess import DocumentContext, assess_candidates, flatten_relaxations, single_convention
 from matris_flows.thermo.consistent_references import consistent_provider
-from matris_flows.thermo.elemental import campaign_references_from_relaxations, relax_elemental_references
+from matris_flows.thermo.elemental import campaign_references_from_relaxations
 from matris_flows.thermo.hull import PATCH_ABOVE_N_ELEMENTS
 from matris_flows.thermo.references import LocalFileReferences, ReferenceProvider
 from matris_flows.thermo.schemas import CampaignHullOutput, HullOutput, ThermoStatus
-
-
-@lru_cache(maxsize=512)
-def _elemental_reference(element: str, potential: str, settings_json: str, device: str, options_json: str = "{}") -> RelaxationDocument:
-    # Every chunk of a campaign needs the same corners: relax each once per worker process,
-    # with the potential the candidates were relaxed with (its loader options pick the weights).
-    from matris_flows.potentials.loader import load_potential
-
-    settings = RelaxSettings.model_validate_json(settings_json)
-    loaded = load_potential(potential, device=device, **json.loads(options_json))
-    return relax_elemental_references([element], loaded, settings, device)[0]
 
 
 @dataclass
@@ -58,16 +44,6 @@ class HullMaker(Maker):
     stability_threshold
         ``is_stable`` means ``e_above_hull <= stability_threshold``, eV/atom (0 like Matbench
         Discovery; screens often use 0.05 or 0.1).
-    relax_elemental_references
-        For potentials whose energies are not MP-compatible and no ``elemental_references``
-        given: relax the elemental ground states with the same potential (once per worker).
-    elemental_relax_settings
-        Settings for those elemental relaxations.
-    device
-        Device for those elemental relaxations.
-    potential_options
-        Loader options of the campaign's potential (``model_version``, ``calculator_kwargs``, ...),
-        so that the elemental relaxations use the same weights as the candidates.
     raise_on_missing_reference
         Fail the job on a chemical system without references instead of writing
         ``no_reference`` documents.
@@ -88,10 +64,6 @@ class HullMaker(Maker):
     name: str = "hull"
     references: ReferenceProvider | None = None
     stability_threshold: float = 0.0
-    relax_elemental_references: bool = True
-    elemental_relax_settings: RelaxSettings = field(default_factory=RelaxSettings)
-    device: str = "auto"
-    potential_options: dict = field(default_factory=dict)
     raise_on_missing_reference: bool = False
     patch_above_n_elements: int = PATCH_ABOVE_N_ELEMENTS
     campaign: str | None = None
@@ -112,24 +84,22 @@ class HullMaker(Maker):
 
         ``relaxation_outputs`` takes RelaxationDocument-s, RelaxBatchOutput-s or lists of
         them. ``elemental_references`` are relaxations of the elements with the campaign's
-        potential, used when its energies are not MP-compatible. ``provenance`` is the
+        potential (:func:`~matris_flows.thermo.elemental.relax_elemental_references`), used
+        when its energies are not MP-compatible and no consistent reference set covers a system. ``provenance`` is the
         generation provenance of each relaxation, in order; ``relax_job`` the uuid of the
         relaxation job, recorded so the full relaxation record can be found.
         ``consistent_references`` is a ConsistentReferenceSet (MP phases relaxed with the same
         potential, :mod:`matris_flows.thermo.consistent_references`): the internal hull of the
-        systems it covers; the elemental references serve only the others.
+        systems it covers, and its elemental corners (or ``elemental_references``) the others.
         """
         documents = flatten_relaxations(relaxation_outputs)
 
-        def campaign_references():
-            refs = flatten_relaxations(elemental_references)
+        elemental = None
+        if elemental_references:
             potential = single_convention(documents)
-            if not refs and self.relax_elemental_references and potential is not None:
-                elements = sorted({el for d in documents if d.succeeded for el in elements_of(d.chemsys)})
-                settings = self.elemental_relax_settings.model_dump_json()
-                options = json.dumps(self.potential_options, sort_keys=True)
-                refs = [_elemental_reference(el, potential[0], settings, self.device, options) for el in elements]
-            return campaign_references_from_relaxations(refs, potential[0] if potential else None)
+            elemental = campaign_references_from_relaxations(
+                flatten_relaxations(elemental_references), potential[0] if potential else None
+            )
 
         by_id = None
         if provenance:
@@ -145,7 +115,7 @@ class HullMaker(Maker):
             documents,
             self.references or LocalFileReferences(),
             stability_threshold=self.stability_threshold,
-            campaign_references=consistent_provider(consistent_references, campaign_references),
+            campaign_references=consistent_provider(consistent_references, elemental),
             raise_on_missing_reference=self.raise_on_missing_reference,
             patch_above_n_elements=self.patch_above_n_elements,
             campaign_hull=self.campaign_hull,

@@ -112,7 +112,7 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def first_run(references, cache):
-    return _run(_maker(references, cache, chemsys=["Cu-Au"]))
+    return _run(_maker(references, cache, chemsys=["Cu-Au"], elements=["Cu", "Au"]))
 
 
 def test_window_selects_the_mp_phases_near_the_hull_and_relaxes_them_with_the_potential(first_run, cache):
@@ -138,20 +138,22 @@ def test_window_selects_the_mp_phases_near_the_hull_and_relaxes_them_with_the_po
 
 def test_second_campaign_reuses_the_cache_without_relaxing(first_run, references, cache):
     reference_set, _ = first_run
-    again, relax_runs = _run(_maker(references, cache, chemsys=["Au-Cu"]))
+    again, relax_runs = _run(_maker(references, cache, chemsys=["Au-Cu"], elements=["Au", "Cu"]))
     assert again.n_relaxed == 0 and again.n_from_cache == 5 and relax_runs == []
     assert again.set_key == reference_set.set_key
     assert [p.energy for p in again.phases] == [p.energy for p in reference_set.phases]
     # other relax settings are another key: those phases are relaxed again
-    other, relax_runs = _run(_maker(references, cache, settings=SETTINGS.model_copy(update={"fmax": 0.04}), chemsys=["Au-Cu"]))
+    other, relax_runs = _run(
+        _maker(references, cache, settings=SETTINGS.model_copy(update={"fmax": 0.04}), chemsys=["Au-Cu"], elements=["Cu", "Au"])
+    )
     assert other.n_relaxed == 5 and relax_runs and other.set_key != reference_set.set_key
     assert cache.count() == 10
 
 
 def test_window_is_configurable(references):
-    wide, _ = _run(_maker(references, None, chemsys=["Au-Cu"], window_ev=1.0))
+    wide, _ = _run(_maker(references, None, chemsys=["Au-Cu"], elements=["Au", "Cu"], window_ev=1.0))
     assert "mp-bcc-Cu-GGA" in {p.entry_id for p in wide.phases} and wide.cache_collection is None
-    narrow, _ = _run(_maker(references, None, chemsys=["Au-Cu"], window_ev=0.0))
+    narrow, _ = _run(_maker(references, None, chemsys=["Au-Cu"], elements=["Au", "Cu"], window_ev=0.0))
     assert "mp-522-GGA" not in {p.entry_id for p in narrow.phases}
 
 
@@ -168,7 +170,7 @@ def _candidate(structure: Structure, energy_per_atom: float, cid: str) -> Relaxa
 
 
 def _assess(candidates, reference_set, references):
-    job = HullMaker(references=references, relax_elemental_references=False).make(candidates, consistent_references=reference_set)
+    job = HullMaker(references=references).make(candidates, consistent_references=reference_set)
     responses = run_locally(job, store=JobStore(MemoryStore()), ensure_success=True)
     return {d.candidate_id: d for d in responses[job.uuid][1].output.documents}
 
@@ -201,24 +203,43 @@ def test_candidates_are_measured_against_the_consistent_hull(first_run, referenc
     assert cu3au.material_id == "mp-2258"
 
 
-def test_systems_outside_the_set_fall_back_or_fail_loudly(first_run, references):
+def test_systems_outside_the_set_get_elemental_corners_or_fail_loudly(first_run, references):
     reference_set, _ = first_run
     provider = ConsistentReferences(reference_set)
     assert len(provider.get_entries("Cu")) == 1 and provider.covers("Au-Cu")
+    # the campaign's elements were Cu and Au: no corner was relaxed, so Cu-Ni has no hull
+    assert reference_set.elemental_corners == []
     with pytest.raises(MissingReferenceError, match="outside the consistent reference systems"):
         provider.get_entries("Cu-Ni")
-    # in a hull job the elemental references serve the systems outside the set, and say so
     ni3cu = _l12("Ni", "Cu", 3.56)
-    docs = _assess([_candidate(ni3cu, -0.01, "cand-ni3cu")], reference_set, references)
-    doc = docs["cand-ni3cu"]
-    assert doc.thermo_status is ThermoStatus.NO_REFERENCE  # relax_elemental_references=False: no fallback to relax
-    job = HullMaker(references=references, elemental_relax_settings=SETTINGS, device="cpu").make(
-        [_candidate(ni3cu, -0.01, "cand-ni3cu")], consistent_references=reference_set
+    assert _assess([_candidate(ni3cu, -0.01, "cand-ni3cu")], reference_set, references)["cand-ni3cu"].thermo_status is (
+        ThermoStatus.NO_REFERENCE
     )
-    out = run_locally(job, store=JobStore(MemoryStore()), ensure_success=True)[job.uuid][1].output.documents[0]
-    assert out.thermo_status is ThermoStatus.OK and out.reference.reference_set is None
-    assert "no competing compounds" in out.reference.source
-    assert out.e_above_hull == pytest.approx(out.formation_energy_per_atom)
+    # with Ni among the campaign's elements the references job relaxes its ground state too, in a
+    # job of its own; the hull job of a Cu-Ni candidate then uses the elements' tie-line, and says so
+    with_ni, relax_runs = _run(_maker(references, None, chemsys=["Au-Cu"], elements=["Au", "Cu", "Ni"]))
+    assert with_ni.elemental_corners == ["Ni"] and len(relax_runs) == 3 and with_ni.n_relaxed == 6
+    corner = next(p for p in with_ni.phases if p.entry_id == "elemental-ref-Ni")
+    assert corner.relax_status == "converged" and corner.formula == "Ni1"
+    doc = _assess([_candidate(ni3cu, -0.01, "cand-ni3cu")], with_ni, references)["cand-ni3cu"]
+    assert doc.thermo_status is ThermoStatus.OK and doc.reference.reference_set is None
+    assert "no competing compounds" in doc.reference.source
+    assert doc.e_above_hull == pytest.approx(doc.formation_energy_per_atom)
+    # the covered system still gets the consistent hull
+    assert ConsistentReferences(with_ni).provenance("Au-Cu", 5).reference_set == with_ni.set_key
+
+
+def test_sources_of_unknown_elements_get_a_corner_for_every_element(references):
+    """Files and substitutions can bring any element: every ground state is relaxed (unsupported ones fail fast)."""
+    from matris_flows.thermo.elemental import ground_state_elements
+
+    reference_set, relax_runs = _run(_maker(references, None, chemsys=["Au-Cu"]))
+    assert set(reference_set.elemental_corners) == set(ground_state_elements()) - {"Au", "Cu"}
+    assert len(relax_runs) == 3  # two chunks of phases, one job of corners
+    corners = {p.entry_id.removeprefix("elemental-ref-"): p for p in reference_set.phases if p.entry_id.startswith("elemental-ref-")}
+    assert corners["Ni"].usable and corners["Pt"].usable
+    assert not corners["Li"].usable and "Li" in corners["Li"].failure_reason  # EMT has no Li parameters
+    assert ConsistentReferences(reference_set).get_entries("Ni-Pt")
 
 
 def test_campaign_systems_follow_the_spec_and_the_reference_files(references):
@@ -313,7 +334,7 @@ def test_failed_reference_relaxations_are_recorded_and_never_silently_dropped(tm
     entries = [cu_au_entries()[0], ComputedStructureEntry(fe, -8.3, entry_id="mp-13-GGA", data={"material_id": "mp-13"})]
     with gzip.open(path, "wt") as handle:
         json.dump([e.as_dict() for e in entries], handle, cls=MontyEncoder)
-    reference_set, _ = _run(_maker(LocalFileReferences([path]), None, chemsys=["Cu-Fe", "Cu-Ni"]))
+    reference_set, _ = _run(_maker(LocalFileReferences([path]), None, chemsys=["Cu-Fe", "Cu-Ni"], elements=["Cu", "Fe"]))
     assert reference_set.systems == ["Cu-Fe"] and reference_set.missing_systems == ["Cu-Ni"]
     assert reference_set.n_failed == 1
     failed = next(p for p in reference_set.phases if p.entry_id == "mp-13-GGA")

@@ -130,7 +130,7 @@ def test_not_mp_compatible_potential_gets_a_campaign_internal_hull(sample, refs)
     li2o = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.6), ["O", "Li"], [[0, 0, 0], [0.25, 0.25, 0.25]])
     n = len(li2o)
     candidate = relaxation_doc("li2o", li2o, -4.8 * n, "matris_10m_omat")
-    job = HullMaker(references=refs, relax_elemental_references=False).make([candidate], elemental_references=elements)
+    job = HullMaker(references=refs).make([candidate], elemental_references=elements)
     out = run_locally(job, store=JobStore(MemoryStore()), ensure_success=True)[job.uuid][1].output.documents[0]
     assert out.hull_kind is HullKind.CAMPAIGN_INTERNAL and out.reference.provider == "campaign_internal"
     assert "campaign-internal" in out.reference.note and "matris_10m_omat" in out.reference.source
@@ -221,20 +221,29 @@ def test_spec_allow_unconverged_reaches_both_hull_jobs(tmp_path, allowed):
     assert len(campaign_hull) == 1 and campaign_hull[0].maker.allow_unconverged is allowed
 
 
-def test_elemental_references_use_the_campaign_potential_options():
+def test_elemental_corners_use_the_campaign_potential_options():
     """The corners of an internal hull come from the same weights as the candidates (loader options)."""
-    import json
-
+    from matris_flows.relax.jobs import RelaxMaker
     from matris_flows.relax.schemas import RelaxSettings
-    from matris_flows.thermo.jobs import _elemental_reference
+    from matris_flows.thermo.consistent_references import ConsistentReferenceSet, ConsistentReferencesMaker
 
-    settings = RelaxSettings(fmax=0.05, max_steps=200).model_dump_json()
+    settings = RelaxSettings(fmax=0.05, max_steps=200, engine="ase")
     lj = "ase.calculators.lj:LennardJones"
     energies = {}
     for epsilon in (1.0, 2.0):
-        options = json.dumps({"calculator_kwargs": {"sigma": 2.3, "epsilon": epsilon, "rc": 6.0}})
-        doc = _elemental_reference("Cu", lj, settings, "cpu", options)
-        assert doc.succeeded, doc.error
-        energies[epsilon] = doc.energy_per_atom
+        options = {"calculator_kwargs": {"sigma": 2.3, "epsilon": epsilon, "rc": 6.0}}
+        relax = RelaxMaker(potential=lj, settings=settings, device="cpu", potential_options=options)
+        # Cu is outside the shipped Li-Fe-O references: its corner is relaxed by the references job itself
+        maker = ConsistentReferencesMaker(references=LocalFileReferences(), relax=relax, elements=["Cu"])
+        job = maker.make()
+        store = JobStore(MemoryStore(), additional_stores={"data": MemoryStore()})
+        responses = run_locally(job, store=store, ensure_success=True)
+        output = responses[job.uuid][max(responses[job.uuid])].output
+        output = output.resolve(store) if hasattr(output, "resolve") else output
+        reference_set = ConsistentReferenceSet.model_validate(output if isinstance(output, dict) else output.model_dump())
+        assert reference_set.systems == [] and reference_set.elemental_corners == ["Cu"]
+        (phase,) = reference_set.phases
+        assert phase.entry_id == "elemental-ref-Cu" and phase.usable, phase.failure_reason
+        energies[epsilon] = phase.energy
     # LJ energy at the relaxed (sigma-set) geometry scales with epsilon: the options were used
     assert energies[2.0] == pytest.approx(2 * energies[1.0], rel=1e-3)
