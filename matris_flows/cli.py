@@ -279,7 +279,7 @@ def _user_error(exc: BaseException, campaign: Path | None = None) -> str | None:
 
     from matris_flows.campaign.directory import CampaignLockedError
     from matris_flows.campaign.spec import SpecError
-    from matris_flows.execution.dask_manager import StalledError
+    from matris_flows.execution.events import StalledError
     from matris_flows.results.query import QueryError
     from matris_flows.stores.config import StoreConfigError
     from matris_flows.stores.health import unusable_reason

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from jobflow.core.reference import OnMissing, OutputReference
 
 from matris_flows.core.serialization import json_document
+from matris_flows.generation.jobs import CHUNK_METADATA
 from matris_flows.potentials.naming import PotentialInfo, parse_potential
 from matris_flows.relax.documents import failed_document
 from matris_flows.thermo.assess import DocumentContext, unassessed_candidate
@@ -29,19 +30,19 @@ logger = logging.getLogger(__name__)
 
 
 def chunk_reference(job: Job) -> OutputReference | None:
-    """The ``<shard>.chunks[k]`` reference a chunk job takes its candidates from, or None (not a chunk job)."""
-    for value in [*job.function_args, *job.function_kwargs.values()]:
-        if isinstance(value, OutputReference):
-            attributes = value.attributes
-            for position in range(len(attributes) - 1):
-                if attributes[position] == ("a", "chunks") and attributes[position + 1][0] == "i":
-                    return OutputReference(value.uuid, attributes[: position + 2])
-    return None
+    """The ``<shard>.chunks[k]`` output a chunk job takes its candidates from, or None (not a chunk job).
+
+    Read from the metadata the shard job gives every job of a chunk (:data:`CHUNK_METADATA`).
+    """
+    chunk = (job.metadata or {}).get(CHUNK_METADATA)
+    if not isinstance(chunk, dict) or "shard_job" not in chunk or "chunk" not in chunk:
+        return None
+    return OutputReference(chunk["shard_job"]).chunks[int(chunk["chunk"])]
 
 
 def _resolve(chunk: OutputReference, name: str, store: JobStore, cache: dict) -> Any:
     # ``cache`` is jobflow's reference cache: the shard output is read from the store once
-    return OutputReference(chunk.uuid, (*chunk.attributes, ("a", name))).resolve(store, cache, on_missing=OnMissing.NONE)
+    return getattr(chunk, name).resolve(store, cache, on_missing=OnMissing.NONE)
 
 
 def failed_chunk_documents(job: Job, reason: str, store: JobStore, spec: CampaignSpec) -> list[CandidateDocument]:

@@ -24,8 +24,12 @@ def campaign_status(directory: str | Path) -> dict[str, Any]:
     docs_store = make_collection_store(store_config, directory, store_config.docs_collection)
     docs_store.connect()
     try:
-        outputs = docs_store.query(properties=["name", "uuid", "index"])
-        names = Counter(_stage(doc.get("name", ""), spec.name) for doc in outputs)
+        # one count per job: a replaced job's output is stored again under its uuid by jobflow's
+        # ``store_inputs`` job (a later index), which belongs to the stage of the job it replaced
+        stages: dict[str, str] = {}
+        for doc in docs_store.query(properties=["name", "uuid", "index"], sort={"index": 1}):
+            stages.setdefault(doc.get("uuid", ""), _stage(doc.get("name", ""), spec.name))
+        names = Counter(stages.values())
         finished = docs_store.count()
     finally:
         docs_store.close()

@@ -6,9 +6,9 @@ manager with ``run_locally``'s semantics that resumes crashed campaigns."""
 _EXPORTS = {
     "ExecutionProfile": "profile",
     "open_client": "clusters",
-    "JobEvent": "dask_manager",
+    "JobEvent": "events",
     "run_on_dask": "dask_manager",
-    "StalledError": "dask_manager",
+    "StalledError": "events",
 }
 
 __all__ = ["ExecutionProfile", "JobEvent", "StalledError", "open_client", "run_on_dask"]

@@ -33,7 +33,6 @@ import time
 import traceback
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jobflow import Flow, Job, JobStore, Response
@@ -42,6 +41,7 @@ from maggma.stores import MemoryStore
 from monty.json import MontyEncoder
 
 from matris_flows.core.publishing import WRITE_ONLY_STORE
+from matris_flows.execution.events import JobEvent, StalledError, exception_summary
 from matris_flows.execution.journal import resumed_response, write_journal
 from matris_flows.execution.kill_points import kill_point
 from matris_flows.execution.worker_tasks import (
@@ -66,36 +66,6 @@ _INFRASTRUCTURE_ERRORS = ("KilledWorker", "CancelledError", "FutureCancelledErro
 def writes_only(job: Job) -> bool:
     """Whether ``job`` was declared to only write to the store it is exposed to."""
     return job.config.expose_store and job.config.manager_config.get("store_access") == WRITE_ONLY_STORE["store_access"]
-
-
-class StalledError(RuntimeError):
-    """The cluster had no worker for the no-worker timeout, or no worker and no finished job for
-    the stall timeout: the run gave up.
-
-    Finished jobs stay in the store and the journal, so the campaign resumes from there.
-    """
-
-
-@dataclass
-class JobEvent:
-    """A change of state of one job, passed to the ``progress`` callback."""
-
-    uuid: str
-    index: int
-    name: str
-    status: str  # submitted | completed | failed | skipped | resumed | retrying
-    output: Any = field(default=None, repr=False, compare=False)  # completed: the job's output, for progress counts
-    error: str | None = None  # failed: the first line of the exception, e.g. "ValueError: ..."
-    job: Job | None = field(default=None, repr=False, compare=False)  # failed: the job, for its inputs
-
-
-def exception_summary(message: str) -> str:
-    """The first line of the exception in a formatted traceback (the line after the last frame)."""
-    lines = [line for line in message.strip().splitlines() if line.strip()]
-    for position in range(len(lines) - 1, -1, -1):
-        if lines[position].startswith((" ", "\t")):
-            return lines[position + 1] if position + 1 < len(lines) else lines[position].strip()
-    return lines[0] if lines else "unknown error"
 
 
 class _FlowRun:
@@ -231,6 +201,11 @@ class _JobRun:
 
     def _next_diversion(self):
         if not self.diversions:
+            if not self.diversions_ok:
+                # Unlike run_locally, a job whose replacement failed counts as errored: its output was
+                # never stored, so children that need it are skipped, not failed with "Could not resolve
+                # reference" (one failure reported, not a cascade); resume reruns the failed work.
+                self.runner.errored.add(self.job.uuid)
             self.finish(self.response if self.diversions_ok else None, False)
             return
         diversion = self.diversions.popleft()

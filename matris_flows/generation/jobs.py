@@ -234,6 +234,9 @@ class FileSourceMaker(CandidateSourceMaker):
         yield from iter_one_file(path, problem, self.order_disordered, self.n_orderings, digest)
 
 
+CHUNK_METADATA = "generation_chunk"
+"""Metadata key of every job built for a chunk: ``{"shard_job": <shard job uuid>, "chunk": <index>}``."""
+
 ChunkMaker = Callable[..., Job | Flow] | Maker
 """Builds the downstream job(s) of one chunk from references to its structures and candidate ids
 (and its generation provenance, when ``make`` takes a ``provenance`` argument)."""
@@ -459,6 +462,8 @@ class ShardedGenerationMaker(Maker):
         for k in range(len(chunks)):
             chunk_job = make_chunk_job(chunk_maker, own.chunks[k])
             chunk_job.name = f"{chunk_job.name} {shard_index}.{k}"
+            # which chunk of which shard: how a failed chunk job's candidates are found (campaign/failed_chunks.py)
+            chunk_job.update_metadata({CHUNK_METADATA: {"shard_job": own.uuid, "chunk": k}})
             jobs.append(chunk_job)
         # ``replace`` rather than ``addition``: jobflow refuses additions that reference the
         # adding job itself, and the chunks reference this job's stored output. The flow has

@@ -36,7 +36,6 @@ from typing import Any
 
 from jobflow import Flow, Maker, Response, job
 from jobflow.core.job import JobConfig
-from jobflow.core.reference import OnMissing
 from maggma.core import Store
 from pydantic import BaseModel, Field
 from pymatgen.analysis.phase_diagram import PhaseDiagram
@@ -467,8 +466,10 @@ class ConsistentReferencesMaker(Maker):
         finish.name = f"{self.name}: cache"
         return Response(replace=Flow([*relax_jobs, finish], output=finish.output, name=self.name))
 
-    # A crashed relaxation job leaves None here, not a stuck campaign: its phases are reported failed.
-    @job(output_schema=ConsistentReferenceSet, config=JobConfig(expose_store=True, on_missing_references=OnMissing.NONE))
+    # Waits for every relaxation job: one that failed as a whole (a potential that cannot be loaded, a
+    # lost worker; one bad structure only fails itself) fails the campaign loudly here, and ``resume``
+    # reruns it and this job, instead of every hull job using a set with a hole in it.
+    @job(output_schema=ConsistentReferenceSet, config=JobConfig(expose_store=True))
     def finish(
         self, relaxations: list, pending: list[dict], cached: list[dict], ordered: list[str], header: dict
     ) -> ConsistentReferenceSet:
@@ -479,7 +480,7 @@ class ConsistentReferencesMaker(Maker):
         now = datetime.datetime.now(datetime.UTC).isoformat()
         for item in pending:
             doc = documents.get(item["entry_id"])
-            if doc is None:  # its relaxation job crashed: reported, not cached (retried next time)
+            if doc is None:  # not in its relaxation job's output: reported, not cached (retried next time)
                 failed = ReferencePhase(**item, formula="", relax_status="failed", failure_reason="the relaxation job failed")
                 phases[failed.phase_key] = failed
                 continue

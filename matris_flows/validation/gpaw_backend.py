@@ -258,7 +258,7 @@ class GpawRelaxMaker(AseRelaxMaker):
             "fix_symmetry": self.fix_symmetry,
         }
 
-    @job
+    @job(output_schema=DftCalculationDocument)
     def make(
         self,
         structure: Structure,

@@ -31,7 +31,7 @@ def _flatten(outputs: Any) -> list[ValidationDocument]:
     return [doc for item in outputs for doc in _flatten(item)]
 
 
-@job(config=JobConfig(on_missing_references=OnMissing.NONE))
+@job(output_schema=ValidationReport, config=JobConfig(on_missing_references=OnMissing.NONE))
 def collect_validations(
     outputs: list[Any],
     selected: list[dict],
@@ -142,7 +142,6 @@ def publish_validation(report: Any) -> int:
     from jobflow import CURRENT_JOB
 
     from matris_flows.validation.join import update_candidate_store
-    from matris_flows.validation.schemas import ValidationReport
 
     if report is None:
         return 0

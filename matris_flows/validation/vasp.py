@@ -191,7 +191,7 @@ def vasp_validation_from_task(
     )
 
 
-@job(config=JobConfig(on_missing_references=OnMissing.NONE))
+@job(output_schema=ValidationDocument, config=JobConfig(on_missing_references=OnMissing.NONE))
 def vasp_validation_document(
     candidate: dict,
     static_task: TaskDoc | None,

@@ -10,7 +10,8 @@ from jobflow import Flow
 from pydantic import ValidationError
 
 from matris_flows.execution.clusters import ExecutionProfile, cluster_security, jobqueue_kwargs, make_cluster
-from matris_flows.execution.dask_manager import StalledError, run_on_dask
+from matris_flows.execution.dask_manager import run_on_dask
+from matris_flows.execution.events import StalledError
 from matris_flows.testing import jobs as tj
 
 

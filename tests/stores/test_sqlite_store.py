@@ -13,6 +13,7 @@ from enum import Enum
 import numpy as np
 import pytest
 from jobflow import Flow, JobStore, job, run_locally
+from maggma.core import StoreError
 from maggma.stores import MemoryStore
 from pymongo.errors import DuplicateKeyError
 from sqlite_damage import overwrite_index_page
@@ -318,14 +319,41 @@ def test_values_round_trip(tmp_path):
     mem.update(doc)
     assert _clean(mem.query_one()) == _clean(got)
 
-    # documents copied from a MongoDB-like store (ObjectId _id), numpy scalars, enums
-    store.update(list(mem.query()), key="task_id")
-    assert store.count() == 1 and isinstance(store.query_one()["_id"], str)
-    store.update({"task_id": "np", "f": np.float64(0.5), "i": np.int64(3), "nan32": np.float32("nan"), "c": Color.RED,
-                  "arr": np.arange(3)})
+    # documents copied from a MongoDB-like store keep their ObjectId _id, and can be found by it
+    copied = list(mem.query())
+    store.update(copied, key="task_id")
+    assert store.count() == 1 and store.query_one()["_id"] == copied[0]["_id"]
+    assert store.query_one({"_id": copied[0]["_id"]})["task_id"] == "x"
+    # numpy scalars; Enums, bytes and ObjectIds as MongoStore stores them (jsanitize(allow_bson=True))
+    odd = {"task_id": "np", "f": np.float64(0.5), "i": np.int64(3), "nan32": np.float32("nan"), "c": Color.RED,
+           "arr": np.arange(3), "raw": b"\x00\xff", "ref": copied[0]["_id"]}
+    store.update(dict(odd))
+    mem.update(dict(odd))
     got = store.query_one({"task_id": "np"}, properties={"_id": 0, "task_id": 0})
-    assert got["f"] == 0.5 and got["i"] == 3 and math.isnan(got["nan32"]) and got["c"] == "red" and got["arr"] == [0, 1, 2]
-    assert store.count({"i": {"$gte": 3}}) == 1
+    assert got["f"] == 0.5 and got["i"] == 3 and math.isnan(got["nan32"]) and got["arr"] == [0, 1, 2]
+    expected = mem.query_one({"task_id": "np"}, properties={"_id": 0, "task_id": 0})
+    assert got["c"] == expected["c"] and got["c"]["value"] == "red"
+    assert got["raw"] == expected["raw"] == b"\x00\xff" and got["ref"] == expected["ref"] == copied[0]["_id"]
+    assert store.count({"i": {"$gte": 3}}) == 1 and store.count({"ref": copied[0]["_id"]}) == 1
+    store.close()
+
+
+def test_every_document_has_an_id_as_in_mongodb(tmp_path):
+    """A document written without _id gets the row's id: stable across upserts, and projections keep it."""
+    store = SQLiteStore("ids", str(tmp_path / "ids.sqlite"), last_updated_field="last_updated")
+    store.connect()
+    store.update([{"task_id": "a", "x": 1}, {"task_id": "b", "x": 2}])
+    first = {d["task_id"]: d["_id"] for d in store.query()}
+    assert len(set(first.values())) == 2
+    store.update({"task_id": "a", "x": 10})  # replaced, as replace_one keeps the _id
+    assert store.query_one({"task_id": "a"})["_id"] == first["a"]
+    # a projection to fields a document lacks is {"_id": ...}, not a falsy {} (MongoStore, MemoryStore)
+    assert store.query_one({"task_id": "a"}, properties=["missing"]) == {"_id": first["a"]}
+    assert store.query_one({"task_id": "a"}, properties={"_id": 0, "x": 1}) == {"x": 10}
+    assert store.query_one({"_id": first["b"]})["task_id"] == "b" and store.count({"_id": first["b"]}) == 1
+    # and so maggma's last_updated refuses a store whose documents lack the field, as it does for MongoStore
+    with pytest.raises(StoreError, match="last_updated"):
+        store.last_updated  # noqa: B018
     store.close()
 
 
@@ -405,9 +433,9 @@ def test_upsert_semantics(tmp_path):
     store.connect()
     store.update([{"task_id": 1, "a": 1}, {"task_id": 2, "a": 2}, {"task_id": 3, "a": 3}])
     store.update({"task_id": 2, "b": 20})  # replaces the whole document, keeps its place
-    assert list(store.query()) == [{"task_id": 1, "a": 1}, {"task_id": 2, "b": 20}, {"task_id": 3, "a": 3}]
+    assert [_clean(d) for d in store.query()] == [{"task_id": 1, "a": 1}, {"task_id": 2, "b": 20}, {"task_id": 3, "a": 3}]
     store.update([{"task_id": 4, "v": 1}, {"task_id": 4, "v": 2}])  # within one batch: the last one wins
-    assert store.query_one({"task_id": 4}) == {"task_id": 4, "v": 2} and store.count() == 4
+    assert _clean(store.query_one({"task_id": 4})) == {"task_id": 4, "v": 2} and store.count() == 4
 
     # compound key, as jobflow's JobStore uses
     store.update([{"uuid": "u", "index": 1, "out": 1}, {"uuid": "u", "index": 2, "out": 2}], key=["uuid", "index"])
@@ -416,7 +444,7 @@ def test_upsert_semantics(tmp_path):
 
     # a key other than the store's key
     store.update([{"blob_uuid": "b1", "data": [1]}, {"blob_uuid": "b1", "data": [2]}], key="blob_uuid")
-    assert list(store.query({"blob_uuid": "b1"})) == [{"blob_uuid": "b1", "data": [2]}]
+    assert [_clean(d) for d in store.query({"blob_uuid": "b1"})] == [{"blob_uuid": "b1", "data": [2]}]
     assert store.count() == 7
     with pytest.raises(KeyError):
         store.update({"no_key": 1})
@@ -485,7 +513,7 @@ def test_msonable_round_trip(tmp_path):
     clone = SQLiteStore.from_dict(d)
     assert clone == store and hash(clone) == hash(store) and clone.key == "candidate_id"
     clone.connect()
-    assert clone.query_one({"candidate_id": "c"}) == {"candidate_id": "c", "v": 1}
+    assert _clean(clone.query_one({"candidate_id": "c"})) == {"candidate_id": "c", "v": 1}
     unpickled = pickle.loads(pickle.dumps(store))
     unpickled.connect()
     assert unpickled.count() == 1

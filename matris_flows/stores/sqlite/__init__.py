@@ -28,9 +28,16 @@ Storage format (so that other tools can read the file):
   them): in UTC, to the millisecond, read back as naive datetimes; in the file
   they are ``{"$date": "YYYY-MM-DDTHH:MM:SS.mmm"}`` (fixed width, so text order is
   time order).  NaN/±inf are stored as ``{"$numberDouble": "NaN"|"Infinity"|
-  "-Infinity"}`` (MongoDB extended JSON) and read back as floats.  A document
-  holding a literal one-key ``{"$date": str}`` or ``{"$numberDouble": str}`` dict
-  therefore reads back as a datetime / float;
+  "-Infinity"}`` (MongoDB extended JSON) and read back as floats; ``ObjectId``
+  and ``bytes`` values as ``{"$oid": hex}`` and ``{"$binary": {"base64": ...,
+  "subType": "00"}}``, read back as such; an ``Enum`` as its MSON dict (as
+  MongoStore's ``jsanitize(allow_bson=True)`` stores it).  A document holding a
+  literal one-key ``{"$date": str}``, ``{"$numberDouble": str}``, ``{"$oid": hex}``
+  or ``{"$binary": {...}}`` dict therefore reads back as the value it encodes;
+- every document read has an ``_id``: its own when it was written with one,
+  else the row's ``rowid`` (an integer, unique in the collection and kept when an
+  upsert replaces the document, as MongoDB keeps ``_id`` on ``replace_one``), which
+  is not written into the JSON text;
 - tables ``_sqlitestore_indexes`` and ``_sqlitestore_fields`` hold the indexes
   and the tracked value kinds of each collection.
 
@@ -44,7 +51,9 @@ Differences from MongoDB / MongoStore that remain:
 - a batch that breaks a unique index is rolled back as a whole and raises
   ``DuplicateKeyError`` (MongoStore's unordered bulk write keeps the other
   documents and raises ``BulkWriteError``);
-- no ``_id`` is added; ``ObjectId`` values in documents are stored as strings;
+- an ``_id`` the store gives is the row's integer id, not an ``ObjectId``; a
+  document copied into another collection with it keeps it (MongoDB would refuse a
+  duplicate ``_id``): drop ``_id`` before copying;
 - ``groupby`` ignores skip/limit (as MemoryStore and MongoStore do), applies
   ``sort`` within groups and orders groups by key in BSON order (MemoryStore
   raises on mixed types); ``distinct`` returns values in first-seen order;

@@ -1,4 +1,4 @@
-"""How documents are stored: compact JSON text (orjson), datetimes and NaN/±inf as MongoDB extended JSON.
+"""How documents are stored: compact JSON text (orjson); datetimes, NaN/±inf, ObjectIds and bytes as MongoDB extended JSON.
 
 :func:`dumps` and :func:`loads` are the only way documents go into and come out of the file (the
 format is described in :mod:`matris_flows.stores.sqlite`). :func:`path_kind` is the kind bit of
@@ -8,8 +8,10 @@ a query's SQL translation is exact (:mod:`matris_flows.stores.sqlite.translate`)
 
 from __future__ import annotations
 
+import base64
 import numbers
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -44,11 +46,12 @@ def _nonfinite(value: float) -> dict[str, str]:
 
 
 def _encode(obj: Any) -> Any:
-    """``obj`` with non-finite floats (and objects orjson cannot write) replaced; copies only what changes."""
+    """``obj`` as MongoStore would store it, in JSON: non-finite floats, Enums, bytes and ObjectIds
+    replaced (and objects orjson cannot write); copies only what changes."""
     t = type(obj)
-    if t is dict:
+    if t is dict or t is list or t is tuple:
         new = None
-        for k, v in obj.items():
+        for k, v in obj.items() if t is dict else enumerate(obj):
             tv = type(v)
             if tv is str or tv is int or tv is bool or v is None:  # leaves inline: most values, no call
                 continue
@@ -61,31 +64,19 @@ def _encode(obj: Any) -> Any:
                 if e is v:
                     continue
             if new is None:
-                new = dict(obj)
+                new = dict(obj) if t is dict else list(obj)
             new[k] = e
         return obj if new is None else new
-    if t is list or t is tuple:
-        new_list = None
-        for i, v in enumerate(obj):
-            tv = type(v)
-            if tv is str or tv is int or tv is bool or v is None:
-                continue
-            if tv is float:
-                if v - v == 0:
-                    continue
-                e = _nonfinite(v)
-            else:
-                e = _encode(v)
-                if e is v:
-                    continue
-            if new_list is None:
-                new_list = list(obj)
-            new_list[i] = e
-        return obj if new_list is None else new_list
     if t is float:
         return obj if obj - obj == 0 else _nonfinite(obj)
     if t is str or t is int or t is bool or obj is None or isinstance(obj, datetime):
         return obj  # datetimes: written by _default
+    if isinstance(obj, Enum):  # MongoStore's jsanitize(allow_bson=True) stores an Enum as its MSON dict
+        return jsanitize(obj, allow_bson=True)
+    if isinstance(obj, bytes):  # BSON binary, in MongoDB extended JSON
+        return {"$binary": {"base64": base64.b64encode(obj).decode(), "subType": "00"}}
+    if isinstance(obj, ObjectId):  # e.g. the _id of a document copied from MongoDB
+        return {"$oid": str(obj)}
     if isinstance(obj, float):  # e.g. numpy.float64
         return obj if obj - obj == 0 else _nonfinite(obj)
     if isinstance(obj, dict):
@@ -94,38 +85,37 @@ def _encode(obj: Any) -> Any:
         return _encode(list(obj))
     if isinstance(obj, numbers.Real) and not isinstance(obj, numbers.Integral) and not obj - obj == 0:
         return _nonfinite(float(obj))  # numpy.float32 NaN: orjson would write null
-    return obj  # str/int subclasses, enums, numpy: orjson; anything else: _default
+    return obj  # str/int subclasses, numpy: orjson; anything else: _default
 
 
 def _default(obj: Any) -> Any:
     """orjson fallback: datetimes as ``{"$date": ...}``; other objects sanitised as MongoStore does."""
     if isinstance(obj, datetime):
         return {"$date": date_text(obj)}
-    if isinstance(obj, ObjectId):  # e.g. the _id of a document copied from MongoDB
-        return str(obj)
     sanitized = jsanitize(obj, strict=False, allow_bson=True, recursive_msonable=True)
     return str(obj) if sanitized is obj else _encode(sanitized)
 
 
 def dumps(doc: Any) -> str:
     """The stored JSON text of a document."""
+    # walked first: orjson would write NaN/inf as null and an Enum as its value (MongoStore: its MSON dict)
+    doc = _encode(doc)
     try:
         out = orjson.dumps(doc, default=_default, option=_DUMPS_OPTIONS)
     except orjson.JSONEncodeError:
         # e.g. a dict with integer keys, which orjson refuses: sanitised as MongoStore.update does (keys
         # become strings), so one such document is written instead of failing its whole batch
-        doc = jsanitize(doc, strict=False, allow_bson=True, recursive_msonable=True)
+        doc = _encode(jsanitize(doc, strict=False, allow_bson=True, recursive_msonable=True))
         out = orjson.dumps(doc, default=_default, option=_DUMPS_OPTIONS)
-    # orjson writes NaN/inf as null: only a document with a null in its JSON can hold one, so only those are walked
-    if b"null" in out:
-        encoded = _encode(doc)
-        if encoded is not doc:
-            out = orjson.dumps(encoded, default=_default, option=_DUMPS_OPTIONS)
     return out.decode()
 
 
+_REVIVED = ('{"$date":', '{"$numberDouble":', '{"$oid":', '{"$binary":')  # extended JSON that loads turns back
+
+
 def _revive(obj: Any) -> Any:
-    """Turn stored ``{"$date": ...}`` / ``{"$numberDouble": ...}`` back into Python values, in place."""
+    """Turn stored ``{"$date": ...}``, ``{"$numberDouble": ...}``, ``{"$oid": ...}`` and ``{"$binary": ...}``
+    back into Python values, in place."""
     if isinstance(obj, dict):
         if len(obj) == 1:
             if isinstance(value := obj.get("$date"), str):
@@ -138,6 +128,10 @@ def _revive(obj: Any) -> Any:
                     return float(value)
                 except ValueError:
                     return obj
+            if isinstance(value := obj.get("$oid"), str) and ObjectId.is_valid(value):
+                return ObjectId(value)
+            if isinstance(value := obj.get("$binary"), dict) and isinstance(value.get("base64"), str):
+                return base64.b64decode(value["base64"])
         for k, v in obj.items():
             if isinstance(v, dict | list):
                 obj[k] = _revive(v)
@@ -152,7 +146,7 @@ def _revive(obj: Any) -> Any:
 def loads(text: str) -> Any:
     """A stored JSON text (a document or one of its values) back as Python values."""
     obj = orjson.loads(text)
-    if '{"$' in text and ('{"$date":' in text or '{"$numberDouble":' in text):
+    if '{"$' in text and any(marker in text for marker in _REVIVED):
         obj = _revive(obj)
     return obj
 
@@ -178,6 +172,8 @@ def _kind(value: Any) -> int:
         return K_ARR
     if isinstance(value, datetime):
         return K_DATE
+    if isinstance(value, Enum):  # stored as its MSON dict
+        return K_OBJ
     if isinstance(value, str):
         return K_STR
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
@@ -189,7 +185,7 @@ def _kind(value: Any) -> int:
         return K_OBJ
     if isinstance(value, list | tuple):
         return K_ARR
-    return K_ODD  # numpy bools, enums, objects: never pushed down
+    return K_ODD  # numpy bools, ObjectIds, bytes, objects: never pushed down
 
 
 def path_kind(doc: dict, parts: list[str]) -> int:

@@ -26,18 +26,26 @@ CHUNK = 500  # rowids per "rowid IN (...)" statement
 
 
 def select_list(tops: set[str] | None) -> tuple[str, list[str] | None]:
-    """SELECT list: the whole document, or only the top-level fields needed (parsed by SQLite, not Python)."""
+    """SELECT list: the whole document, or only the top-level fields needed (and ``_id``; parsed by SQLite, not Python)."""
     if tops is None or any(json_path(t) is None for t in tops):
         return "rowid, doc", None
-    names = sorted(tops)
+    names = sorted(tops | {"_id"})
     return "rowid, " + ", ".join(f"doc -> {sql_str(json_path(t))}" for t in names), names  # type: ignore[arg-type]
 
 
 def build_document(row: tuple, names: list[str] | None) -> dict:
-    """The document (or its top-level fields ``names``) of a row selected with :func:`select_list`."""
+    """The document (or its top-level fields ``names``) of a row selected with :func:`select_list`.
+
+    Every document has an ``_id``, as in MongoDB: its own when it was written with one, else the
+    row's id (unique in the collection, and kept when the document is replaced by an upsert).
+    """
     if names is None:
-        return loads(row[1])
-    return {name: loads(value) for name, value in zip(names, row[1:], strict=True) if value is not None}
+        doc = loads(row[1])
+    else:
+        doc = {name: loads(value) for name, value in zip(names, row[1:], strict=True) if value is not None}
+    if "_id" not in doc:
+        doc["_id"] = row[0]
+    return doc
 
 
 def order_sql(sort: list[tuple[str, int]], kinds: dict[str, int]) -> str | None:

@@ -306,7 +306,7 @@ class SQLiteStore(Store):
         skip: int = 0,
         limit: int = 0,
     ) -> Iterator[dict]:
-        """Query the Store for a set of documents (without ``_id`` unless the documents have one).
+        """Query the Store for a set of documents (each with an ``_id``: its own, else the row id).
 
         Args:
             criteria: PyMongo filter for documents to search in.

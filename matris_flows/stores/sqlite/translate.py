@@ -111,8 +111,8 @@ class Translator:
 
     def _field(self, field: str, spec: Any) -> Sql | None:
         kinds = self.kinds.get(field)
-        if kinds is None or kinds & NO_PUSHDOWN:
-            return None
+        if kinds is None or kinds & NO_PUSHDOWN or field.split(".")[0] == "_id":
+            return None  # _id: a document without its own has the row's id, which is not in its JSON
         expr = field_expr(field)
         if isinstance(spec, dict) and spec and all(isinstance(k, str) and k.startswith("$") for k in spec):
             return _and([self._op(field, expr, kinds, op, value) for op, value in spec.items()])
