@@ -70,7 +70,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
@@ -79,11 +78,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hull_accuracy import (  # noqa: E402
-    DEFAULT_DATA,
     RATTLE_A,
     STRAIN,
     DefaultThreads,
     open_collection,
+    parse_benchmark_args,
     perturb,
     run_and_collect,
 )
@@ -509,12 +508,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--threads-per-worker", type=int, default=None, help="tasks per Dask worker (default: the execution profile's)"
     )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="MP Li-Fe-P-O entries")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep inputs and campaigns here")
-    args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore")
-    if not args.data.is_file():
-        raise SystemExit(f"error: reference data {args.data} not found")
+    args = parse_benchmark_args(parser, argv, data_help="MP Li-Fe-P-O entries", workdir_help="keep inputs and campaigns here")
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="campaign_throughput_"))
     log(f"work directory: {workdir}")

@@ -282,18 +282,32 @@ def run_plain_loop(structures: dict, references: list, settings: dict | None) ->
     return results, time.perf_counter() - start, unconverged
 
 
+def parse_benchmark_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None, data_help: str, workdir_help: str
+) -> argparse.Namespace:
+    """Parse ``argv`` with the ``--data`` and ``--workdir`` options of the campaign benchmarks added.
+
+    Warnings are silenced (the benchmarks print figures, and pymatgen's warnings would bury
+    them); a missing reference file ends the run with a one-line error.
+    """
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=data_help)
+    parser.add_argument("--workdir", type=Path, default=None, help=workdir_help)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    if not args.data.is_file():
+        raise SystemExit(f"error: reference data {args.data} not found")
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=120, help="entries sampled (default 120)")
     parser.add_argument("--max-sites", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="MP Li-Fe-P-O entries with e_above_hull")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep inputs and the campaign here")
-    args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore")
-    if not args.data.is_file():
-        raise SystemExit(f"error: reference data {args.data} not found")
+    args = parse_benchmark_args(
+        parser, argv, data_help="MP Li-Fe-P-O entries with e_above_hull", workdir_help="keep inputs and the campaign here"
+    )
 
     sample = load_sample(args.data, args.n, args.max_sites, args.seed)
     rng = np.random.default_rng(args.seed)

@@ -88,9 +88,9 @@ def plot_campaign(
         ValueError: one-line message for a bad chemical system or output, or when the store
             holds no reference phases for ``chemsys``.
     """
-    from matris_flows.results.hull_data import plot_elements, subsystem_chemsys
-    from matris_flows.results.hull_matplotlib import plot_hull
-    from matris_flows.results.hull_plotly import plot_hull_html
+    from matris_flows.results.hull_data import hull_data, plot_elements, subsystem_chemsys
+    from matris_flows.results.hull_matplotlib import save_hull_figure
+    from matris_flows.results.hull_plotly import write_hull_html
 
     if path is None and html is None:
         raise ValueError("give a picture path, an html path or both")
@@ -107,9 +107,10 @@ def plot_campaign(
         )
     with open_candidates(directory) as store:
         candidates = list(store.query(criteria={**criteria, "thermo_status": "ok"}))
+    data = hull_data(chemsys, candidates, references)  # once for both pictures
     written = []
     if path is not None:
-        written.append(plot_hull(chemsys, candidates, references, path))
+        written.append(save_hull_figure(data, path))
     if html is not None:
-        written.append(plot_hull_html(chemsys, candidates, references, html))
+        written.append(write_hull_html(data, html))
     return written[0]

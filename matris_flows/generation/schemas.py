@@ -76,14 +76,21 @@ class Provenance(BaseModel):
     )
 
 
-class Candidate(BaseModel):
-    """One candidate structure handed to the relaxation stage."""
+class CandidateIdentity(BaseModel):
+    """Which candidate structure a document is about: the fields the stages join and group their documents on."""
 
-    candidate_id: str = Field(description="Stable id: short SHA-256 of the rounded structure and its provenance.")
-    structure: JsonStructure = Field(description="Ordered candidate structure, element species (no oxidation states).")
+    candidate_id: str = Field(
+        description="Stable id: short SHA-256 of the rounded structure and its provenance (the key later stages join on)."
+    )
     formula: str = Field(description="Reduced formula.")
     chemsys: str = Field(description="Chemical system, elements sorted and joined by '-'.")
     nsites: int = Field(description="Number of sites in the cell.")
+
+
+class Candidate(CandidateIdentity):
+    """One candidate structure handed to the relaxation stage."""
+
+    structure: JsonStructure = Field(description="Ordered candidate structure, element species (no oxidation states).")
     provenance: Provenance = Field(description="Source method, parent template and generation parameters.")
 
 

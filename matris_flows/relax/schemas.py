@@ -5,6 +5,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from matris_flows.core.serialization import JsonStructure
+from matris_flows.generation.schemas import CandidateIdentity
 from matris_flows.potentials.naming import PotentialInfo
 
 
@@ -69,13 +70,13 @@ class RelaxSettings(BaseModel):
     )
 
 
-class RelaxationDocument(BaseModel):
-    """One structure's relaxation: input, result, status and provenance."""
+class RelaxationOutcome(BaseModel):
+    """What every record of a relaxation holds: status, numbers and provenance, no arrays.
 
-    candidate_id: str = Field(description="Stable id of the candidate (the key later stages join on).")
-    formula: str = Field(description="Reduced formula of the input structure.")
-    chemsys: str = Field(description="Chemical system, elements sorted and joined by '-'.")
-    nsites: int = Field(description="Number of sites in the cell.")
+    The full record (:class:`RelaxationDocument`) and the one a candidate document keeps
+    (:class:`RelaxationSummary`) share these fields, so they mean the same in both.
+    """
+
     status: RelaxStatus = Field(description="converged, not_converged or failed.")
     converged: bool = Field(
         False,
@@ -83,13 +84,8 @@ class RelaxationDocument(BaseModel):
         "called stable or sent to DFT unless the spec allows it (hull.allow_unconverged).",
     )
     failure_reason: str | None = Field(None, description="Why the relaxation failed or did not converge.")
-    input_structure: JsonStructure = Field(description="Structure before relaxation.")
-    structure: JsonStructure | None = Field(None, description="Relaxed structure (last frame if not converged).")
     energy: float | None = Field(None, description="Total energy of the relaxed structure, eV (model convention).")
     energy_per_atom: float | None = Field(None, description="Energy per atom, eV/atom.")
-    forces: list[list[float]] | None = Field(None, description="Final forces, eV/Å.")
-    stress: list[list[float]] | None = Field(None, description="Final stress tensor, GPa (ASE sign convention).")
-    magmoms: list[float] | None = Field(None, description="Final magnetic moments, μB, where the model predicts them.")
     max_force: float | None = Field(None, description="Largest final atomic force norm, eV/Å.")
     volume_ratio: float | None = Field(None, description="Relaxed over input volume.")
     n_steps: int = Field(0, description="Optimizer steps taken.")
@@ -105,6 +101,16 @@ class RelaxationDocument(BaseModel):
         self.converged = self.status is RelaxStatus.CONVERGED
         return self
 
+
+class RelaxationDocument(CandidateIdentity, RelaxationOutcome):
+    """One structure's relaxation: input, result, status and provenance (formula and sites of the input structure)."""
+
+    input_structure: JsonStructure = Field(description="Structure before relaxation.")
+    structure: JsonStructure | None = Field(None, description="Relaxed structure (last frame if not converged).")
+    forces: list[list[float]] | None = Field(None, description="Final forces, eV/Å.")
+    stress: list[list[float]] | None = Field(None, description="Final stress tensor, GPa (ASE sign convention).")
+    magmoms: list[float] | None = Field(None, description="Final magnetic moments, μB, where the model predicts them.")
+
     @property
     def succeeded(self) -> bool:
         """True when a relaxed structure and energy exist (converged or not)."""
@@ -112,39 +118,17 @@ class RelaxationDocument(BaseModel):
 
     def summary(self, relax_job: str | None = None) -> "RelaxationSummary":
         """The scalar part of this record, for documents that must stay small."""
-        return RelaxationSummary(
-            **self.model_dump(include=set(RelaxationSummary.model_fields) - {"relax_job"}), relax_job=relax_job
-        )
+        return RelaxationSummary(**self.model_dump(include=set(RelaxationOutcome.model_fields)), relax_job=relax_job)
 
 
-class RelaxationSummary(BaseModel):
+class RelaxationSummary(RelaxationOutcome):
     """What a candidate document keeps of its relaxation: status, numbers and provenance, no arrays.
 
     The full record (input structure, forces, stress, magnetic moments) stays in the
     relaxation job's output, in the job store's ``data`` store, found by ``relax_job``.
     """
 
-    status: RelaxStatus = Field(description="converged, not_converged or failed.")
-    converged: bool = Field(
-        False, description="Whether the relaxation converged (never stable or selected for DFT otherwise, unless allowed)."
-    )
-    failure_reason: str | None = Field(None, description="Why the relaxation failed or did not converge.")
-    energy: float | None = Field(None, description="Total energy of the relaxed structure, eV (model convention).")
-    energy_per_atom: float | None = Field(None, description="Energy per atom, eV/atom.")
-    max_force: float | None = Field(None, description="Largest final atomic force norm, eV/Å.")
-    volume_ratio: float | None = Field(None, description="Relaxed over input volume.")
-    n_steps: int = Field(0, description="Optimizer steps taken.")
-    wall_time_s: float = Field(0.0, description="Wall time spent on this structure, s.")
-    engine: str = Field(description="Engine that relaxed it: 'ase' or 'torchsim'.")
-    potential: PotentialInfo = Field(description="Model, checkpoint hash and package versions.")
-    settings: RelaxSettings = Field(description="Relaxation settings used.")
-    trajectory_stored: bool = Field(False, description="Whether the trajectory went to the data store.")
     relax_job: str | None = Field(None, description="uuid of the relaxation job whose output holds the full record.")
-
-    @model_validator(mode="after")
-    def _converged_follows_status(self):
-        self.converged = self.status is RelaxStatus.CONVERGED
-        return self
 
 
 class RelaxTrajectory(BaseModel):

@@ -87,11 +87,18 @@ def plot_hull(
     Raises:
         ValueError: an unknown suffix or a chemical system that cannot be drawn (one-line message).
     """
+    _plot_format(path)  # a bad suffix is reported before any work
+    return save_hull_figure(hull_data(chemsys, candidate_docs, reference_docs), path, show_unstable, color_max)
+
+
+def save_hull_figure(data: HullData, path: str | Path, show_unstable: float = SHOW_UNSTABLE, color_max: float = COLOR_MAX) -> Path:
+    """Draw ``data`` (see :func:`hull_figure`) and save it to ``path`` (PNG, SVG or PDF by suffix); return the path.
+
+    Raises:
+        ValueError: an unknown suffix (one-line message).
+    """
     path = Path(path)
-    suffix = path.suffix.lstrip(".").lower()
-    if suffix not in PLOT_FORMATS:
-        raise ValueError(f"cannot write a hull plot to {path}: use one of {', '.join(PLOT_FORMATS)} (or html for the interactive page)")
-    data = hull_data(chemsys, candidate_docs, reference_docs)
+    suffix = _plot_format(path)
     figure = hull_figure(data, show_unstable=show_unstable, color_max=color_max)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -99,6 +106,14 @@ def plot_hull(
     finally:
         plt.close(figure)
     return path
+
+
+def _plot_format(path: str | Path) -> str:
+    """The file type that ``path``'s suffix asks for; ValueError unless it is one of :data:`PLOT_FORMATS`."""
+    suffix = Path(path).suffix.lstrip(".").lower()
+    if suffix not in PLOT_FORMATS:
+        raise ValueError(f"cannot write a hull plot to {path}: use one of {', '.join(PLOT_FORMATS)} (or html for the interactive page)")
+    return suffix
 
 
 def hull_figure(

@@ -10,15 +10,14 @@ under its point, no spreading: zooming separates them).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 
-from matris_flows.results.hull_data import COLOR_MAX, SHOW_UNSTABLE, Edge, HullData, HullPoint, hull_data
+from matris_flows.results.hull_data import COLOR_MAX, SHOW_UNSTABLE, Edge, HullData, HullPoint
 
 # trace type per number of elements
 _TRACE = {2: go.Scatter, 3: go.Scatterternary, 4: go.Scatter3d}
@@ -30,20 +29,14 @@ Position = tuple[Sequence[float], float]
 """Where a phase is: its atom fractions in the order of the elements and its formation energy per atom."""
 
 
-def plot_hull_html(
-    chemsys: str,
-    candidate_docs: Iterable[Mapping[str, Any]],
-    reference_docs: Iterable[Mapping[str, Any]],
-    path: str | Path,
-    show_unstable: float = SHOW_UNSTABLE,
-    color_max: float = COLOR_MAX,
-) -> Path:
-    """Write the interactive hull picture of ``chemsys`` as one self-contained HTML file (plotly.js embedded).
+def write_hull_html(data: HullData, path: str | Path, show_unstable: float = SHOW_UNSTABLE, color_max: float = COLOR_MAX) -> Path:
+    """Write the interactive picture of ``data`` as one self-contained HTML file (plotly.js embedded); return its path.
 
-    Same arguments as :func:`~matris_flows.results.hull_matplotlib.plot_hull`; the suffix of ``path`` is not checked.
+    ``show_unstable`` and ``color_max`` as in :func:`~matris_flows.results.hull_matplotlib.plot_hull`; the
+    suffix of ``path`` is not checked.
     """
     path = Path(path)
-    figure = hull_plotly(hull_data(chemsys, candidate_docs, reference_docs), show_unstable, color_max)
+    figure = hull_plotly(data, show_unstable, color_max)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.write_html(path, include_plotlyjs=True, full_html=True)
     return path

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from jobflow import Flow, Maker
+from jobflow import Flow
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Element, Structure
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
@@ -19,11 +19,7 @@ from matris_flows.validation.gpaw_backend import (
     load_element_structures,
     packaged_element_data,
 )
-from matris_flows.validation.hull import (
-    DEFAULT_METASTABLE_THRESHOLD,
-    DEFAULT_STABLE_TOLERANCE,
-    consistent_dft_hull,
-)
+from matris_flows.validation.hull import DftValidationMaker, consistent_dft_hull
 from matris_flows.validation.schemas import CalculationRole
 from matris_flows.validation.utils import candidate_chemsys, slim_candidate
 
@@ -97,7 +93,7 @@ def reference_structures_within_window(
 
 
 @dataclass
-class GpawHullValidationMaker(Maker):
+class GpawHullValidationMaker(DftValidationMaker):
     """Validate candidates on consistent GPAW hulls, one per chemical system.
 
     Per system: the elements, the reference phases within ``reference_window`` of the MP
@@ -124,7 +120,7 @@ class GpawHullValidationMaker(Maker):
     reference_window
         Reference phases within this distance of the MP hull are recomputed, eV/atom.
     stable_tolerance, metastable_threshold
-        DFT e_above_hull limits of 'confirmed_stable' and 'confirmed_metastable', eV/atom.
+        Keyword-only: the verdict limits of :class:`~matris_flows.validation.hull.DftValidationMaker`.
     """
 
     backend: ClassVar[str] = "gpaw"
@@ -135,8 +131,6 @@ class GpawHullValidationMaker(Maker):
     diatomic_gas_references: bool = True
     use_packaged_element_structures: bool = True
     reference_window: float = DEFAULT_REFERENCE_WINDOW
-    stable_tolerance: float = DEFAULT_STABLE_TOLERANCE
-    metastable_threshold: float = DEFAULT_METASTABLE_THRESHOLD
 
     def make(
         self,
@@ -157,7 +151,7 @@ class GpawHullValidationMaker(Maker):
         Returns:
             A Flow whose output is a list (one per system) of lists of validation documents.
         """
-        entries = list(reference_entries.values()) if isinstance(reference_entries, Mapping) else list(reference_entries)
+        entries = self.entry_list(reference_entries)
         by_chemsys: dict[str, list[dict]] = defaultdict(list)
         for candidate in candidates:
             by_chemsys[candidate_chemsys(candidate)].append(slim_candidate(candidate))

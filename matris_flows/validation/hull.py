@@ -10,14 +10,16 @@ comparison are made by :func:`validation_document`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from jobflow import job
+from jobflow import Maker, job
 from jobflow.core.job import JobConfig
 from jobflow.core.reference import OnMissing
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Structure
+from pymatgen.entries.computed_entries import ComputedEntry
 
 from matris_flows.provenance import package_versions
 from matris_flows.validation.schemas import (
@@ -53,6 +55,30 @@ from matris_flows.validation.utils import (
 # Denser settings (kpoint_density ≥ 6) justify a tighter one (``stable_tolerance``).
 DEFAULT_STABLE_TOLERANCE = 5e-3
 DEFAULT_METASTABLE_THRESHOLD = 0.05
+
+
+# kw_only: the thresholds come after each backend's own fields in its constructor, as they did
+# before this base existed, so positional arguments keep their meaning.
+@dataclass(kw_only=True)
+class DftValidationMaker(Maker):
+    """Base of the DFT validation backends: ``make(candidates, reference_entries)`` → a Flow of validation documents.
+
+    Parameters
+    ----------
+    stable_tolerance, metastable_threshold
+        DFT e_above_hull limits of 'confirmed_stable' and 'confirmed_metastable', eV/atom.
+    """
+
+    backend: ClassVar[str]
+    """The backend's name in documents and reports ('gpaw', 'vasp')."""
+
+    stable_tolerance: float = DEFAULT_STABLE_TOLERANCE
+    metastable_threshold: float = DEFAULT_METASTABLE_THRESHOLD
+
+    @staticmethod
+    def entry_list(reference_entries: Sequence[ComputedEntry] | Mapping[str, ComputedEntry]) -> list[ComputedEntry]:
+        """The reference entries as a list (callers may pass them keyed by id)."""
+        return list(reference_entries.values()) if isinstance(reference_entries, Mapping) else list(reference_entries)
 
 
 def classify(dft_e_above_hull: float, stable_tolerance: float, metastable_threshold: float) -> ValidationStatus:

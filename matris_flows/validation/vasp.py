@@ -29,6 +29,7 @@ from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEn
 from matris_flows.validation.hull import (
     DEFAULT_METASTABLE_THRESHOLD,
     DEFAULT_STABLE_TOLERANCE,
+    DftValidationMaker,
     failed_validation_document,
     validation_document,
 )
@@ -211,7 +212,7 @@ def vasp_validation_document(
 
 
 @dataclass
-class VaspValidationMaker(Maker):
+class VaspValidationMaker(DftValidationMaker):
     """Validate candidates with MP-compatible VASP (double relax + static) on the MP hull.
 
     Parameters
@@ -221,15 +222,13 @@ class VaspValidationMaker(Maker):
     relax_static_maker
         The atomate2 MP flow maker run per candidate.
     stable_tolerance, metastable_threshold
-        DFT e_above_hull limits of 'confirmed_stable' and 'confirmed_metastable', eV/atom.
+        Keyword-only: the verdict limits of :class:`~matris_flows.validation.hull.DftValidationMaker`.
     """
 
     backend: ClassVar[str] = BACKEND
 
     name: str = "VASP MP validation"
     relax_static_maker: Maker = field(default_factory=MPGGADoubleRelaxStaticMaker)
-    stable_tolerance: float = DEFAULT_STABLE_TOLERANCE
-    metastable_threshold: float = DEFAULT_METASTABLE_THRESHOLD
 
     def make(
         self,
@@ -245,7 +244,7 @@ class VaspValidationMaker(Maker):
         Returns:
             A Flow whose output is the list of validation documents, in candidate order.
         """
-        references = list(reference_entries.values()) if isinstance(reference_entries, Mapping) else list(reference_entries)
+        references = self.entry_list(reference_entries)
         jobs, outputs = [], []
         for candidate in candidates:
             cid = str(candidate_field(candidate, "candidate_id"))

@@ -5,6 +5,7 @@ import io
 import json
 
 import pytest
+from campaign_specs import emt_spec, prototype_generation, spec_yaml
 
 from matris_flows.campaign.directory import FLOW_FILE, SPEC_FILE
 from matris_flows.campaign.reading import plot_campaign, query_campaign
@@ -16,22 +17,9 @@ from matris_flows.stores.backends import make_job_store
 
 # L1_2 A3B alloys of Cu, Ni, Pd; EMT energies are not MP-compatible, so the hull is the
 # campaign-internal one (elemental references relaxed with EMT inside the hull job).
-SPEC = """
-name: emt-alloys
-generation:
-  prototypes:
-    element_lists: [[Cu, Ni, Pd], [Cu, Ni, Pd]]
-    prototypes: [l12]
-    charge_balanced: false
-  chunk_size: 2
-potential:
-  name: "ase.calculators.emt:EMT"
-  device: cpu
-relax:
-  max_steps: 200
-execution:
-  n_workers: 2
-"""
+SPEC = spec_yaml(
+    emt_spec("emt-alloys", prototype_generation(("Cu", "Ni", "Pd"), chunk_size=2), relax={"max_steps": 200}, execution={"n_workers": 2})
+)
 
 
 class Crash(RuntimeError):

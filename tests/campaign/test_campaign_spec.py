@@ -1,17 +1,11 @@
 """Campaign spec validation: errors name the file and the key."""
 
 import pytest
+from campaign_specs import prototype_generation, spec_yaml
 
 from matris_flows.campaign.spec import CampaignSpec, SpecError, ValidationSpec, load_spec
 
-MINIMAL = """
-name: t
-generation:
-  prototypes:
-    element_lists: [[Cu, Ni], [Cu, Ni]]
-    prototypes: [l12]
-    charge_balanced: false
-"""
+MINIMAL = spec_yaml({"name": "t", "generation": prototype_generation(chunk_size=None)})
 
 
 def write(tmp_path, text):

@@ -6,35 +6,18 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
+from campaign_specs import EMT, emt_spec, prototype_generation, write_spec_file
 
 from matris_flows.campaign.directory import DRIVER_FILE, FAILURES_FILE, LOG_FILE
 from matris_flows.cli import main
 
-SPEC = """
-name: emt-ux
-generation:
-  prototypes:
-    element_lists: [[{a}, {b}], [{a}, {b}]]
-    prototypes: [l12]
-    charge_balanced: false
-  chunk_size: 1
-potential:
-  name: "{potential}"
-  device: cpu
-relax:
-  max_steps: 100
-execution:
-  n_workers: 1
-"""
 
-
-def write_spec(path, a="Cu", b="Ni", potential="ase.calculators.emt:EMT", extra=""):
-    path.write_text(SPEC.format(a=a, b=b, potential=potential) + textwrap.dedent(extra))
-    return path
+def write_spec(path, a="Cu", b="Ni", potential=EMT, extra=""):
+    spec = emt_spec("emt-ux", prototype_generation((a, b)), relax={"max_steps": 100}, potential=potential, execution={"n_workers": 1})
+    return write_spec_file(path, spec, extra)
 
 
 def one_error_line(capsys) -> str:
@@ -61,6 +44,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The cases whose spec names a store file, and that file's text.
+STORE_FILES = {
+    "bad_store_yaml": "type: [mongo\n",
+    "removed_monty_store": "type: monty\n",
+    "unset_uri_env": "type: mongo_uri\nuri_env: MF_UX_UNSET_URI\n",
+    "unset_password_env": "type: mongo\nusername_env: USER\npassword_env: MF_UX_UNSET_PASSWORD\n",
+}
+
+
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
@@ -82,18 +74,9 @@ def test_user_errors_are_one_line_with_exit_code_2(case, expected, tmp_path, cap
         spec.write_text("name: x\ngeneration: {}\npotential: {name: nonsense}\n")
     elif case == "missing_store_file":
         write_spec(spec, extra="store: no_such_store.yaml\n")
-    elif case == "bad_store_yaml":
-        (tmp_path / "store.yaml").write_text("type: [mongo\n")
-        write_spec(spec, extra="store: store.yaml\n")
-    elif case == "removed_monty_store":
-        (tmp_path / "store.yaml").write_text("type: monty\n")
-        write_spec(spec, extra="store: store.yaml\n")
-    elif case == "unset_uri_env":
-        (tmp_path / "store.yaml").write_text("type: mongo_uri\nuri_env: MF_UX_UNSET_URI\n")
-        write_spec(spec, extra="store: store.yaml\n")
-    elif case == "unset_password_env":
-        (tmp_path / "store.yaml").write_text("type: mongo\nusername_env: USER\npassword_env: MF_UX_UNSET_PASSWORD\n")
-        monkeypatch.setenv("USER", "someone")
+    elif case in STORE_FILES:
+        (tmp_path / "store.yaml").write_text(STORE_FILES[case])
+        monkeypatch.setenv("USER", "someone")  # the user name of unset_password_env is set: only the password is missing
         write_spec(spec, extra="store: store.yaml\n")
     elif case == "unreachable_mongo":
         write_spec(spec, extra=f"store: {{type: mongo, host: 127.0.0.1, port: {_free_port()}}}\n")

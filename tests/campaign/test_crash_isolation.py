@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from campaign_specs import write_fcc_references
 
 from matris_flows.campaign.reading import query_campaign
 
 REPO = Path(__file__).resolve().parents[2]
 ELEMENTS = ("Cu", "Ni", "Pd")
-FCC = [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]
 POISON_KINDS = ("crash", "segfault", "hang", "memory")
 
 
@@ -29,8 +29,6 @@ POISON_KINDS = ("crash", "segfault", "hang", "memory")
 def campaign(tmp_path_factory):
     """Run the poisoned campaign once; its directory, the poison formula of each kind, and the CLI result."""
     from monty.serialization import dumpfn
-    from pymatgen.core import Lattice, Structure
-    from pymatgen.entries.computed_entries import ComputedStructureEntry
 
     from matris_flows.testing.synthetic import chain_structure, compositions
 
@@ -42,11 +40,7 @@ def campaign(tmp_path_factory):
     poison = dict(zip(POISON_KINDS, unique[1::3], strict=False))
     assert len(poison) == 4
     dumpfn(structures, folder / "structures.json")
-    references = [
-        ComputedStructureEntry(Structure(Lattice.cubic(a), [el] * 4, FCC), energy, entry_id=f"ref-{el}", parameters={"run_type": "GGA"})
-        for el, a, energy in (("Cu", 3.61, -4 * 4.1), ("Ni", 3.52, -4 * 5.8), ("Pd", 3.89, -4 * 5.2))
-    ]
-    dumpfn(references, folder / "references.json")
+    write_fcc_references(folder / "references.json")
     kwargs = json.dumps({kind: [formula] for kind, formula in poison.items()})
     spec = folder / "spec.yaml"
     spec.write_text(

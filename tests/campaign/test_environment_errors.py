@@ -15,38 +15,25 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from campaign_specs import EMT, emt_spec, prototype_generation, write_spec_file
 from sqlite_damage import overwrite_index_page
 
 REPO = Path(__file__).resolve().parents[2]
 
-SPEC = """
-name: emt-env
-generation:
-  prototypes:
-    element_lists: [[Cu, Ni], [Cu, Ni]]
-    prototypes: [l12]
-    charge_balanced: false
-  chunk_size: 1
-potential:
-  name: "{potential}"
-  device: cpu
-  allow_import: {allow_import}
-relax:
-  max_steps: 100
-execution:
-  n_workers: 1
-"""
 
 
-def write_spec(path: Path, potential: str = "ase.calculators.emt:EMT", extra: str = "") -> Path:
-    allow_import = "false" if potential.startswith("ase.calculators.") else "true"
-    path.write_text(SPEC.format(potential=potential, allow_import=allow_import) + textwrap.dedent(extra))
-    return path
+def write_spec(path: Path, potential: str = EMT, extra: str = "") -> Path:
+    """A one-worker Cu-Ni campaign with ``potential`` (imports allowed unless it is ASE's), plus ``extra`` YAML."""
+    allow_import = not potential.startswith("ase.calculators.")
+    spec = emt_spec(
+        "emt-env", prototype_generation(), relax={"max_steps": 100}, potential=potential, allow_import=allow_import,
+        execution={"n_workers": 1},
+    )
+    return write_spec_file(path, spec, extra)
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

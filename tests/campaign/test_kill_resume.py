@@ -22,6 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from campaign_specs import emt_spec, write_fcc_references, write_spec_file
 
 from matris_flows.campaign.directory import SPEC_FILE
 from matris_flows.campaign.reading import query_campaign
@@ -34,7 +35,6 @@ from matris_flows.stores.config import DATA_STORE_NAME
 REPO = Path(__file__).resolve().parents[2]
 ELEMENTS = ("Cu", "Ni", "Pd")
 N_CANDIDATES = 12  # 6 relaxation chunks of 2
-FCC = [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]
 
 
 @pytest.fixture(scope="module")
@@ -49,43 +49,20 @@ def client():
 def spec_path(tmp_path_factory, client):
     """A 12-candidate EMT campaign from a pymatgen JSON file; its drivers use this module's cluster."""
     from monty.serialization import dumpfn
-    from pymatgen.core import Lattice, Structure
-    from pymatgen.entries.computed_entries import ComputedStructureEntry
 
     from matris_flows.testing.synthetic import chain_structure, compositions
 
     folder = tmp_path_factory.mktemp("kill-spec")
     dumpfn([chain_structure(c, ELEMENTS) for c in compositions(ELEMENTS, N_CANDIDATES, max_atoms=8)], folder / "structures.json")
     # hand-made references: the fcc elements, so the consistent (EMT) hull relaxes three phases
-    references = [
-        ComputedStructureEntry(Structure(Lattice.cubic(a), [el] * 4, FCC), energy, entry_id=f"ref-{el}", parameters={"run_type": "GGA"})
-        for el, a, energy in (("Cu", 3.61, -4 * 4.1), ("Ni", 3.52, -4 * 5.8), ("Pd", 3.89, -4 * 5.2))
-    ]
-    dumpfn(references, folder / "references.json")
-    path = folder / "spec.yaml"
-    path.write_text(
-        f"""
-name: kill-test
-generation:
-  files:
-    paths: [{folder / "structures.json"}]
-  chunk_size: 2
-potential:
-  name: "ase.calculators.emt:EMT"
-  device: cpu
-relax:
-  max_steps: 30
-  engine: ase
-hull:
-  references:
-    paths: [{folder / "references.json"}]
-execution:
-  kind: address
-  address: {client.scheduler.address}
-  tls: false  # this module's cluster on 127.0.0.1
-"""
+    references = write_fcc_references(folder / "references.json")
+    spec = emt_spec(
+        "kill-test", {"files": {"paths": [str(folder / "structures.json")]}, "chunk_size": 2},
+        relax={"max_steps": 30, "engine": "ase"}, hull={"references": {"paths": [str(references)]}},
+        # this module's cluster on 127.0.0.1
+        execution={"kind": "address", "address": client.scheduler.address, "tls": False},
     )
-    return path
+    return write_spec_file(folder / "spec.yaml", spec)
 
 
 @pytest.fixture(scope="module")

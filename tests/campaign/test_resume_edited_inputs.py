@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from campaign_specs import FCC, emt_spec, write_fcc_references, write_spec_file
 
 from matris_flows.campaign.directory import SPEC_FILE
 from matris_flows.campaign.runner import resume_campaign, run_campaign
@@ -24,7 +25,6 @@ from matris_flows.stores.config import DATA_STORE_NAME
 
 ELEMENTS = ("Cu", "Ni", "Pd")
 N_FILES = 6
-FCC = [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]
 
 
 class Crash(RuntimeError):
@@ -42,10 +42,6 @@ def client():
 
 def _campaign(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     """A folder of six one-structure files, a spec screening it, and each file's candidate id."""
-    from monty.serialization import dumpfn
-    from pymatgen.core import Lattice, Structure
-    from pymatgen.entries.computed_entries import ComputedStructureEntry
-
     from matris_flows.generation.jobs import FileSourceMaker
     from matris_flows.testing.synthetic import chain_structure, compositions
 
@@ -55,33 +51,12 @@ def _campaign(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
         chain_structure(counts, ELEMENTS).to(filename=str(folder / f"s{k}.cif"))
     ids = {e.provenance.file_path: e.candidate_id for e in FileSourceMaker(paths=[str(folder)]).iter_events()}
     assert len(set(ids.values())) == N_FILES
-    references = [
-        ComputedStructureEntry(Structure(Lattice.cubic(a), [el] * 4, FCC), energy, entry_id=f"ref-{el}", parameters={"run_type": "GGA"})
-        for el, a, energy in (("Cu", 3.61, -4 * 4.1), ("Ni", 3.52, -4 * 5.8), ("Pd", 3.89, -4 * 5.2))
-    ]
-    dumpfn(references, tmp_path / "references.json")
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        f"""
-name: edited-inputs
-generation:
-  files:
-    paths: [{folder}]
-  chunk_size: 1
-potential:
-  name: "ase.calculators.emt:EMT"
-  device: cpu
-relax:
-  max_steps: 5
-  engine: ase
-hull:
-  references:
-    paths: [{tmp_path / "references.json"}]
-execution:
-  n_workers: 1
-"""
+    references = write_fcc_references(tmp_path / "references.json")
+    spec = emt_spec(
+        "edited-inputs", {"files": {"paths": [str(folder)]}, "chunk_size": 1}, relax={"max_steps": 5, "engine": "ase"},
+        hull={"references": {"paths": [str(references)]}}, execution={"n_workers": 1},
     )
-    return folder, spec, ids
+    return folder, write_spec_file(tmp_path / "spec.yaml", spec), ids
 
 
 def _relaxations(directory: Path) -> dict[str, int]:

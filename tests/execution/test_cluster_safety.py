@@ -5,6 +5,7 @@ import time
 
 import psutil
 import pytest
+from campaign_specs import emt_spec, prototype_generation, spec_yaml
 from distributed import Client, LocalCluster
 from jobflow import Flow
 from pydantic import ValidationError
@@ -164,22 +165,9 @@ def test_a_long_job_on_a_live_worker_is_not_a_stall(dask_client, new_job_store, 
     assert [r[1].output for r in responses.values()] == [3]
 
 
-STALLING_SPEC = """
-name: stalls
-generation:
-  prototypes:
-    element_lists: [[Cu, Ni], [Cu, Ni]]
-    prototypes: [l12]
-    charge_balanced: false
-potential:
-  name: "ase.calculators.emt:EMT"
-  device: cpu
-relax:
-  max_steps: 50
-execution:
-  n_workers: 1
-  stall_timeout: 2
-"""
+STALLING_SPEC = spec_yaml(
+    emt_spec("stalls", prototype_generation(chunk_size=None), relax={"max_steps": 50}, execution={"n_workers": 1, "stall_timeout": 2})
+)
 
 
 def test_cli_reports_a_stall_in_one_line_and_the_campaign_resumes(tmp_path, monkeypatch, capsys):

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from campaign_specs import emt_spec, prototype_generation, spec_yaml
 
 from matris_flows.execution import ExecutionProfile, open_client, run_on_dask
 from matris_flows.execution.events import StalledError
@@ -234,28 +235,15 @@ def test_a_cluster_whose_workers_never_start_stops_with_a_clear_error(tmp_path):
     assert len(candidates(tmp_path, "slurm")) == 6
 
 
-SPEC = """
-name: sbatch-emt
-generation:
-  prototypes:
-    element_lists: [[Cu, Ni, Pd], [Cu, Ni, Pd]]
-    prototypes: [l12]
-    charge_balanced: false
-  chunk_size: 2
-potential:
-  name: "ase.calculators.emt:EMT"
-  device: cpu
-relax:
-  max_steps: 100
-execution:
-  kind: slurm
-  n_workers: 1
-  cores: 1
-  memory: 2GB
-  walltime: "00:10:00"
-  local_directory: /tmp
-  stall_timeout: 180
-"""
+SPEC = spec_yaml(
+    emt_spec(
+        "sbatch-emt", prototype_generation(("Cu", "Ni", "Pd"), chunk_size=2), relax={"max_steps": 100},
+        execution={
+            "kind": "slurm", "n_workers": 1, "cores": 1, "memory": "2GB", "walltime": "00:10:00",
+            "local_directory": "/tmp", "stall_timeout": 180,
+        },
+    )
+)
 
 
 def test_driver_submitted_with_sbatch_starts_its_own_worker_jobs(tmp_path):

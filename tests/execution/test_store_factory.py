@@ -61,29 +61,22 @@ def test_mongo_server_timeout_travels_with_the_config(tmp_path):
     assert time.monotonic() - started < 5  # pymongo's own default is 30 s
 
 
-def test_config_errors_are_clear(tmp_path):
-    with pytest.raises(StoreConfigError, match="does not exist"):
-        load_store_config(tmp_path / "missing.yaml")
-
-    bad_yaml = tmp_path / "bad.yaml"
-    bad_yaml.write_text("type: [sqlite\n")
-    with pytest.raises(StoreConfigError, match="bad.yaml is not valid YAML"):
-        load_store_config(bad_yaml)
-
-    typo = tmp_path / "typo.yaml"
-    typo.write_text("type: sqlite\ndatabse: x\n")
-    with pytest.raises(StoreConfigError, match="databse"):
-        load_store_config(typo)
-
-    wrong = tmp_path / "wrong.yaml"
-    wrong.write_text("type: postgres\n")
-    with pytest.raises(StoreConfigError, match="type"):
-        load_store_config(wrong)
-
-    no_uri = tmp_path / "no_uri.yaml"
-    no_uri.write_text("type: mongo_uri\n")
-    with pytest.raises(StoreConfigError, match="uri_env"):
-        load_store_config(no_uri)
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("missing.yaml", None, "does not exist"),
+        ("bad.yaml", "type: [sqlite\n", "bad.yaml is not valid YAML"),
+        ("typo.yaml", "type: sqlite\ndatabse: x\n", "databse"),
+        ("wrong.yaml", "type: postgres\n", "type"),
+        ("no_uri.yaml", "type: mongo_uri\n", "uri_env"),
+    ],
+)
+def test_config_errors_are_clear(tmp_path, name, text, message):
+    path = tmp_path / name
+    if text is not None:  # None: the file does not exist
+        path.write_text(text)
+    with pytest.raises(StoreConfigError, match=message):
+        load_store_config(path)
 
 
 def test_the_removed_monty_backend_is_a_one_line_error(tmp_path):

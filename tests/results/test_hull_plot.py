@@ -16,7 +16,7 @@ import matris_flows.campaign.reading as reading_module
 from matris_flows.cli import main
 from matris_flows.results.hull_data import hull_data
 from matris_flows.results.hull_matplotlib import hull_figure, plot_hull
-from matris_flows.results.hull_plotly import plot_hull_html
+from matris_flows.results.hull_plotly import write_hull_html
 from matris_flows.thermo.references import LocalFileReferences
 
 CAMPAIGN = "alpha"
@@ -196,9 +196,9 @@ def test_plot_campaign_writes_interactive_html(campaign_dir, tmp_path):
     assert "c01" in hover_ids and "c09" not in hover_ids
 
 
-def test_plot_hull_html_binary_and_quaternary(tmp_path):
+def test_write_hull_html_binary_and_quaternary(tmp_path):
     for chemsys, trace in (("Li-O", '"type":"scatter"'), ("Fe-Li-O-P", '"type":"scatter3d"')):
-        path = plot_hull_html(chemsys, _candidates(), _lfpo_references(), tmp_path / f"{chemsys}.html")
+        path = write_hull_html(hull_data(chemsys, _candidates(), _lfpo_references()), tmp_path / f"{chemsys}.html")
         assert trace in path.read_text().replace(" ", "")
 
 

@@ -14,6 +14,7 @@ import pickle
 import stat
 
 import pytest
+from campaign_specs import emt_spec, prototype_generation, spec_yaml
 
 from matris_flows.stores.backends import make_collection_store
 from matris_flows.stores.campaign_store import CampaignStore
@@ -73,30 +74,14 @@ def test_a_campaign_store_holds_names_and_connects_from_the_environment(mongo_se
         pickle.loads(pickle.dumps(store)).connect()
 
 
-SPEC = f"""
-name: secrets
-generation:
-  prototypes:
-    element_lists: [[Cu, Ni], [Cu, Ni]]
-    prototypes: [l12]
-    charge_balanced: false
-  chunk_size: 1
-potential:
-  name: "ase.calculators.emt:EMT"
-  device: cpu
-relax:
-  max_steps: 5
-  engine: ase
-hull:
-  references:
-    provider: mp_api
-store:
-  type: mongo_uri
-  uri_env: {URI_ENV}
-  database: matris
-execution:
-  n_workers: 1
-"""
+SPEC = spec_yaml(
+    emt_spec(
+        "secrets", prototype_generation(), relax={"max_steps": 5, "engine": "ase"},
+        hull={"references": {"provider": "mp_api"}},
+        store={"type": "mongo_uri", "uri_env": URI_ENV, "database": "matris"},
+        execution={"n_workers": 1},
+    )
+)
 
 
 def _seed_mp_cache(servers) -> None:
