@@ -101,8 +101,6 @@ def relax_chunk(
                 plan = box.call(plan_per_structure, potential, device, options, settings)
             except IsolatedFailure as failure:  # no structure involved: the potential itself cannot load
                 raise RuntimeError(f"loading potential {potential!r}: {failure.reason}") from None
-    else:
-        service = relaxation_service(potential, device, options, settings, memory_limit)
     items = list(zip(structures, ids, strict=True))
     # a rerun of this job (its worker was lost) takes up where the last run stopped
     progress = ChunkProgress.for_current_job(
@@ -110,6 +108,8 @@ def relax_chunk(
     )
     finished = progress.load() if progress is not None else {}
     todo = [k for k, (_, structure_id) in enumerate(items) if structure_id not in finished]
+    if not keep_trajectories and todo:  # a rerun with nothing left to relax starts no service
+        service = relaxation_service(potential, device, options, settings, memory_limit)
     suspects: list[int] = []
 
     def outcome(position: int, result: Any, among: list[int] = todo) -> None:

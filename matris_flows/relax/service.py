@@ -154,8 +154,17 @@ class RelaxationService:
             self._send_items(stream, queued)
         deadline = time.monotonic() + _LOAD_TIMEOUT_S
         while True:
-            message = stream.receive(max(0.0, deadline - time.monotonic()))
+            # Jobs keep submitting while the child loads, and a CPU child chooses its engine on the
+            # first structures it gets: what they submit must reach it before it can say ready.
+            self._forward_outbox(stream)
+            with self._lock:
+                waiting_for_work = not self._queued and not self._tickets
+            if waiting_for_work:  # the load limit counts from the first structure, not from an idle start
+                deadline = time.monotonic() + _LOAD_TIMEOUT_S
+            message = stream.receive(min(0.05, max(0.0, deadline - time.monotonic())))
             if message is None:
+                if time.monotonic() < deadline:
+                    continue
                 stream.box.close()
                 raise IsolatedFailure(f"did not load within {_LOAD_TIMEOUT_S:.0f} s", "timeout")
             if message[0] == "ready":
@@ -175,16 +184,20 @@ class RelaxationService:
         if items:
             stream.send(("add", items))
 
+    def _forward_outbox(self, stream) -> None:
+        """Send the child what the jobs asked for since the last look (structures, withdrawals)."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                message = self._outbox.get_nowait()
+                if message[0] == "add":
+                    self._send_items(stream, message[1])
+                else:
+                    stream.send(message)
+
     def _serve(self, stream) -> None:
         last_work = time.monotonic()
         while True:
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    message = self._outbox.get_nowait()
-                    if message[0] == "add":
-                        self._send_items(stream, message[1])
-                    else:
-                        stream.send(message)
+            self._forward_outbox(stream)
             message = stream.receive(0.05)
             if message is not None:
                 self._handle(message)
@@ -291,6 +304,8 @@ def relax_through_service(
     alone. With ``steal``, queued items go to idle Dask workers when there are any. Returns
     how many items other workers relaxed.
     """
+    if not items:
+        return 0
     outcomes: queue.Queue = queue.Queue()
     key_of = service.submit(items, outcomes, range(len(items)))  # item index -> its key in the service
     service.wait_ready()  # raises if the potential does not load

@@ -121,3 +121,22 @@ def test_engine_auto_is_measured_on_the_first_structures_of_the_queue():
 
     result = relax_chunk(structures, ["x0", "x1", "x2"], "chgnet", RelaxSettings(max_steps=5), device="cpu")
     assert {d.engine for d in result.documents} == {result.timings.service.engine}
+
+
+def test_a_service_started_before_its_structures_arrive_serves_them(monkeypatch):
+    """A job starts the service, then reads its progress store before submitting: the child, idle
+    past the load limit and waiting for the structures that choose its engine, gets them."""
+    import time
+
+    from matris_flows.relax import service as service_module
+
+    monkeypatch.setattr(service_module, "_LOAD_TIMEOUT_S", 20.0)
+    structures = [chain_structure(c, ("Cu", "Ni")) for c in ((1, 1), (2, 1))]
+    settings = RelaxSettings(engine="auto", max_steps=10)
+    service = service_module.relaxation_service(POISON, "cpu", {}, settings, None)
+    time.sleep(25)  # the child has loaded and waits; nothing submitted yet, longer than the load limit
+    results = {}
+    service_module.relax_through_service(service, list(zip(structures, ["r0", "r1"], strict=True)), results.__setitem__, steal=False)
+    assert sorted(results) == [0, 1]
+    assert all(r.status is not RelaxStatus.FAILED for r in results.values())
+    assert service_module.relax_through_service(service, [], results.__setitem__) == 0  # nothing to relax: no wait
