@@ -56,6 +56,13 @@ def campaign_dir_for(spec: CampaignSpec, root: str | Path = "campaigns") -> Path
     return Path(root) / spec.name
 
 
+def write_spec(directory: str | Path, spec: CampaignSpec) -> None:
+    """Record ``spec`` (its store config inlined by the caller) as the directory's ``spec.yaml``."""
+    import yaml
+
+    write_atomic(Path(directory) / SPEC_FILE, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+
+
 def campaign_spec_file(directory: str | Path) -> Path:
     """The ``spec.yaml`` of the campaign in ``directory``.
 

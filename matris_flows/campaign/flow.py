@@ -18,6 +18,7 @@ from typing import Any
 from jobflow import Flow, Maker, OutputReference
 from pymatgen.core import Composition
 
+from matris_flows.campaign.directory import campaign_dir_for
 from matris_flows.campaign.spec import CampaignSpec
 from matris_flows.generation.jobs import (
     CandidateSourceMaker,
@@ -99,6 +100,7 @@ class ScreeningMaker(Maker):
             stability_threshold=hull.stability_threshold,
             patch_above_n_elements=hull.patch_above_n_elements,
             allow_unconverged=hull.allow_unconverged,
+            needs_consistent_references=references_output is not None,
         ).make(generation.output, consistent_references=references_output)
         jobs += [generation, campaign_hull]
         output: dict[str, Any] = {"generation": generation.output, "campaign_hull": campaign_hull.output, "validation": None}
@@ -114,7 +116,14 @@ class ScreeningMaker(Maker):
 
     @classmethod
     def from_spec(cls, spec: CampaignSpec, campaign_dir: str | Path | None = None) -> "ScreeningMaker":
-        """Translate a validated campaign spec into Makers."""
+        """Translate a validated campaign spec into Makers.
+
+        ``campaign_dir`` is where an embedded store with a relative path lives (the caches the
+        jobs keep there: MP API answers, consistent references); by default ``campaigns/<name>``
+        under the working directory, as for ``matris-flows screen``.
+        """
+        if campaign_dir is None:
+            campaign_dir = campaign_dir_for(spec).resolve()
         generation = ShardedGenerationMaker(
             name=f"{spec.name}: generate",
             sources=_sources(spec),

@@ -8,7 +8,7 @@ answer in well under a second on a finished campaign.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +18,9 @@ from matris_flows.campaign.spec import load_spec
 from matris_flows.stores.backends import make_candidates_store, make_collection_store
 
 if TYPE_CHECKING:
+    import pandas
     from maggma.core import Store
+    from pymatgen.core import Structure
 
     from matris_flows.results.query import CandidateQuery
 
@@ -56,6 +58,35 @@ def query_campaign(directory: str | Path, query: CandidateQuery | None = None) -
 
     with open_candidates(directory) as store:
         return query_candidates(store, query or CandidateQuery())
+
+
+def candidates_dataframe(
+    directory: str | Path, query: CandidateQuery | None = None, columns: Sequence[str] | None = None
+) -> pandas.DataFrame:
+    """The matching candidates as a pandas DataFrame, one row per candidate, indexed by ``candidate_id``.
+
+    ``columns`` are names of ``query --columns`` (``e_above_hull``, ``source``, ``relax_status``,
+    ...) or dotted paths into the documents (``relaxation.n_steps``); by default every named
+    column. Values are as stored (floats, booleans, None), not formatted.
+    """
+    import pandas
+
+    from matris_flows.results.formatting import COLUMNS, column, get_path
+
+    names = list(columns) if columns is not None else list(COLUMNS)
+    if "candidate_id" not in names:
+        names.insert(0, "candidate_id")
+    docs = query_campaign(directory, query)
+    rows = {name: [get_path(doc, column(name).path) for doc in docs] for name in names}
+    return pandas.DataFrame(rows, columns=names).set_index("candidate_id")
+
+
+def relaxed_structures(directory: str | Path, query: CandidateQuery | None = None) -> dict[str, Structure]:
+    """The relaxed structures of the matching candidates that have one, by candidate id (the query's order)."""
+    from matris_flows.results.export import structure_of
+
+    found = ((doc["candidate_id"], structure_of(doc)) for doc in query_campaign(directory, query))
+    return {candidate: structure for candidate, structure in found if structure is not None}
 
 
 def export_campaign(

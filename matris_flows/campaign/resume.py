@@ -12,10 +12,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
 from jobflow import OutputReference
 
-from matris_flows.campaign.directory import FLOW_FILE, MANIFEST_FILE, SPEC_FILE, write_atomic
+from matris_flows.campaign.directory import FLOW_FILE, MANIFEST_FILE, SPEC_FILE, write_atomic, write_spec
 from matris_flows.campaign.spec import CampaignSpec, SpecError, load_spec
 from matris_flows.core.serialization import safe_loads
 
@@ -90,7 +89,7 @@ def prepare_flow(spec: CampaignSpec, directory: Path, spec_path: Path | None, fr
     # from the resolved spec: a store file named relative to the spec is found whatever the working directory
     flow = ScreeningMaker.from_spec(resolved, directory).make()
     if fresh or not flow_file.exists():
-        write_atomic(directory / SPEC_FILE, yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False))
+        write_spec(directory, resolved)
     else:
         try:
             recorded = json.loads(flow_file.read_text())

@@ -37,7 +37,7 @@ from matris_flows.campaign.directory import (
     campaign_spec_file,
 )
 from matris_flows.campaign.resume import prepare_flow
-from matris_flows.campaign.spec import CampaignSpec, SpecError, check_spec_files, load_spec
+from matris_flows.campaign.spec import CampaignSpec, SpecError, SpecLike, spec_and_path
 from matris_flows.core.serialization import UnsafeJSONError
 from matris_flows.stores.backends import connect_job_store, make_candidates_store, make_job_store
 from matris_flows.stores.config import StoreConfig
@@ -103,7 +103,7 @@ def clear_campaign_stores(config: StoreConfig, directory: str | Path) -> None:
 
 
 def run_campaign(
-    spec: CampaignSpec | str | Path,
+    spec: SpecLike,
     directory: str | Path | None = None,
     *,
     manager: str = "dask",
@@ -113,21 +113,32 @@ def run_campaign(
 ) -> CampaignSummary:
     """Run a campaign end to end and write one document per candidate to the candidates store.
 
-    ``manager`` is ``dask`` (the spec's execution profile, or ``client``) or ``local``
-    (jobflow's ``run_locally``, for debugging). With ``resume`` a rerun in the same
-    directory skips finished jobs; without it the campaign's stores are emptied and it
-    starts over. ``progress`` gets every :class:`~matris_flows.execution.JobEvent`; if it
-    has a ``begin(generated, screened)`` method, that is called first with the candidates
-    generated and screened (relaxed and assessed) by earlier runs.
+    What ``matris-flows screen`` runs.
 
-    Raises :class:`~matris_flows.campaign.directory.CampaignLockedError` when another driver runs the same directory.
+    Args:
+        spec: A :class:`CampaignSpec`, a mapping with the YAML file's keys, or the path of a spec file.
+        directory: The campaign directory (spec, flow, log, embedded database); default ``campaigns/<name>``.
+        manager: ``dask``: on the Dask cluster of the spec's ``execution`` profile (local, SLURM, PBS,
+            a scheduler address), or on ``client``; ``local``: jobflow's ``run_locally`` in this
+            process (for debugging: no isolation, no failed-job count).
+        resume: Rerun in the same directory, skipping finished jobs (failed ones rerun); False
+            empties the campaign's stores and starts over.
+        progress: Called with every :class:`~matris_flows.execution.JobEvent`; if it has a
+            ``begin(generated, screened)`` method, that is called first with the counts of earlier
+            runs. :class:`~matris_flows.campaign.progress.ScreeningProgress` is the CLI's.
+        client: A connected ``distributed.Client`` to run on instead of the spec's profile.
+
+    Returns:
+        The campaign's counts, with the jobs that failed and the log file.
+
+    Raises:
+        SpecError: a spec that is invalid, names missing files, or differs from the one the directory was started with.
+        CampaignLockedError: another driver runs the same directory.
+        StalledError: no worker and no finished job for ``execution.stall_timeout`` seconds.
     """
-    spec_path = None
-    if not isinstance(spec, CampaignSpec):
-        spec_path = Path(spec)
-        spec = load_spec(spec_path, check_files=True)
-    else:
-        check_spec_files(spec)
+    if manager not in ("dask", "local"):
+        raise ValueError(f"manager must be 'dask' or 'local', not {manager!r}")
+    spec, spec_path = spec_and_path(spec, check_files=True)
     directory = Path(directory) if directory is not None else campaign_dir_for(spec)
     store_config = spec.store_config(spec_path.parent if spec_path else None)
     check_store(store_config, directory)  # a store that cannot work leaves no campaign directory behind
@@ -159,7 +170,7 @@ def _run(
 ) -> CampaignSummary:
     from jobflow import run_locally
 
-    from matris_flows.execution import StalledError, open_client, run_on_dask
+    from matris_flows.execution import JobEvent, StalledError, open_client, run_on_dask
 
     flow, _ = prepare_flow(spec, directory, spec_path, fresh=not resume)
     job_store = connect_job_store(store_config, directory)
@@ -187,7 +198,12 @@ def _run(
 
     start = time.perf_counter()
     if manager == "local":
-        run_locally(flow, store=job_store, create_folders=False, log=False)
+        with _local_failures() as failed:
+            responses = run_locally(flow, store=job_store, create_folders=False, log=False)
+        for job, _ in flow.iterflow():  # the Flow's own jobs (those it creates while running are not in it)
+            if job.uuid not in responses:  # it raised, or a job it needs did (jobflow then skips it)
+                error = failed.get(job.name, "skipped: a job it needs failed")
+                failures.add(JobEvent(job.uuid, job.index, job.name, "failed", error=error))
     else:
         # Workers write directly where the store takes concurrent writers (MongoDB), each
         # connecting from the store config and its own environment; else the driver writes.
@@ -214,9 +230,39 @@ def _run(
     finally:
         candidates_store.close()
     summary.wall_time_s = wall
-    summary.jobs_failed = None if manager == "local" else len(failures.jobs)
+    summary.jobs_failed = len(failures.jobs)
     summary.failures = list(failures.jobs)
     return summary
+
+
+@contextlib.contextmanager
+def _local_failures() -> Iterator[dict[str, str]]:
+    """The jobs ``run_locally`` reports as failed, by name: the last line of each one's traceback.
+
+    jobflow tells of a job that raised only in its log (``<name> failed with exception:``, at
+    INFO on ``jobflow.managers.local``); this listens there while the flow runs.
+    """
+    from matris_flows.execution.events import exception_summary
+
+    failed: dict[str, str] = {}
+    marker = " failed with exception:\n"
+
+    class Listener(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if marker in message:
+                name, _, trace = message.partition(marker)
+                failed[name] = exception_summary(trace)
+
+    jobflow_logger = logging.getLogger("jobflow.managers.local")
+    listener, level = Listener(logging.INFO), jobflow_logger.level
+    jobflow_logger.addHandler(listener)
+    jobflow_logger.setLevel(logging.INFO)
+    try:
+        yield failed
+    finally:
+        jobflow_logger.removeHandler(listener)
+        jobflow_logger.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,8 @@
 """The campaign spec: one YAML file, validated by pydantic (unknown keys and wrong types name the key)."""
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -212,12 +213,40 @@ def load_spec(path: str | Path, *, check_files: bool = False) -> CampaignSpec:
         raise SpecError(f"campaign spec {str(path)!r} does not exist") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"campaign spec {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"campaign spec {str(path)!r} must be a mapping of keys to settings")
+    return spec_from_dict(raw, source=path, check_files=check_files)
+
+
+def spec_from_dict(data: Mapping[str, Any], *, source: str | Path = "<dict>", check_files: bool = False) -> CampaignSpec:
+    """Validate a campaign spec given as a mapping (a YAML file's content, or a dict built in Python).
+
+    The same rules and messages as :func:`load_spec`: a :class:`SpecError` names ``source``
+    and each bad key. ``check_files`` as for :func:`load_spec`.
+    """
+    if not isinstance(data, Mapping):
+        raise SpecError(f"campaign spec {str(source)!r} must be a mapping of keys to settings")
     try:
-        spec = CampaignSpec.model_validate(raw)
+        spec = CampaignSpec.model_validate(dict(data))
     except ValidationError as exc:
-        raise SpecError(f"campaign spec {str(path)!r} is invalid:\n{_describe(exc)}") from None
+        raise SpecError(f"campaign spec {str(source)!r} is invalid:\n{_describe(exc)}") from None
     if check_files:
-        check_spec_files(spec, path)
+        check_spec_files(spec, source)
     return spec
+
+
+SpecLike = CampaignSpec | Mapping[str, Any] | str | Path
+"""A campaign spec as the Python API takes it: validated, a mapping, or the path of a YAML file."""
+
+
+def spec_and_path(spec: SpecLike, *, check_files: bool = False) -> tuple[CampaignSpec, Path | None]:
+    """``spec`` validated, and the file it was read from (None unless a path was given).
+
+    Files named in a spec (store config, references, candidate files) are relative to that
+    file, or to the working directory for a spec given in Python.
+    """
+    if isinstance(spec, CampaignSpec):
+        if check_files:
+            check_spec_files(spec)
+        return spec, None
+    if isinstance(spec, Mapping):
+        return spec_from_dict(spec, check_files=check_files), None
+    return load_spec(spec, check_files=check_files), Path(spec)

@@ -154,6 +154,8 @@ class CampaignHullMaker(Maker):
     stability_threshold: float = 0.0
     patch_above_n_elements: int = PATCH_ABOVE_N_ELEMENTS
     allow_unconverged: bool = False
+    needs_consistent_references: bool = False
+    """The chunks were assessed against a consistent-references job's set: without it nothing can be."""
 
     @job(output_schema=CampaignHullOutput, config=JobConfig(expose_store=True, on_missing_references=OnMissing.NONE))
     def make(self, after: object = None, consistent_references: object = None) -> CampaignHullOutput:
@@ -165,6 +167,12 @@ class CampaignHullMaker(Maker):
 
         from matris_flows.thermo.campaign_hull import CampaignHullBuilder
 
+        # This job runs whatever failed before it (a failed chunk must not hide the others), so it
+        # says when what it depends on as a whole failed, instead of reporting an empty campaign.
+        if after is None:
+            raise RuntimeError("the generation stage failed (its planning job did not finish): no candidate was screened")
+        if self.needs_consistent_references and consistent_references is None:
+            raise RuntimeError("the consistent-references job failed: no candidate could be put on the campaign's hull")
         store = CURRENT_JOB.store.additional_stores[CANDIDATES_STORE_NAME]
         builder = CampaignHullBuilder(
             references_store=CURRENT_JOB.store.additional_stores.get(REFERENCES_STORE_NAME),

@@ -9,13 +9,15 @@ relaxation output in the store) and that the results equal an uninterrupted ``ru
 from __future__ import annotations
 
 import collections
+import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from campaign_specs import emt_spec, prototype_generation, spec_yaml
+from campaign_specs import emt_spec, prototype_generation, spec_yaml, write_spec_file
 
 from matris_flows.execution import ExecutionProfile, open_client, run_on_dask
 from matris_flows.execution.events import StalledError
@@ -290,3 +292,23 @@ def _job_state(job_id: str) -> str:
         if field.startswith("JobState="):
             return field.split("=", 1)[1]
     return "GONE"
+
+
+def test_python_example_submits_a_spec_to_slurm_workers(tmp_path):
+    """workflows/python/slurm_screen.py: a spec file, its execution replaced by a SLURM profile built in Python."""
+    from matris_flows.campaign.reading import query_campaign
+
+    spec = emt_spec("python-slurm", prototype_generation(("Cu", "Ni", "Pd"), chunk_size=2), relax={"max_steps": 100})
+    write_spec_file(tmp_path / "campaign.yaml", spec)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "workflows/python/slurm_screen.py"), "campaign.yaml", "--dir", "campaign",
+         "--workers", "1", "--cores", "1", "--memory", "2GB", "--walltime", "00:10:00", "--local-directory", "/tmp",
+         "--stall-timeout", "180"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "6 candidates" in result.stderr and "0 jobs failed" in result.stderr
+    assert list(tmp_path.glob("slurm-*.out")), "no worker ran as a SLURM job"
+    docs = query_campaign(tmp_path / "campaign")
+    assert len(docs) == 6 and all(d["thermo_status"] == "ok" for d in docs)
