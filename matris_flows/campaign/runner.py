@@ -138,6 +138,9 @@ def run_campaign(
     """
     if manager not in ("dask", "local"):
         raise ValueError(f"manager must be 'dask' or 'local', not {manager!r}")
+    from matris_flows.core.quiet import silence_library_warnings
+
+    silence_library_warnings()  # the libraries' known noise (torch, jobflow, CHGNet), as the CLI and the workers do
     spec, spec_path = spec_and_path(spec, check_files=True)
     directory = Path(directory) if directory is not None else campaign_dir_for(spec)
     store_config = spec.store_config(spec_path.parent if spec_path else None)

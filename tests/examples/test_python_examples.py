@@ -44,7 +44,7 @@ def test_files_screen_runs_a_folder_of_cifs_with_plain_jobflow(tmp_path):
 
 def test_substitution_screen_builds_its_spec_from_typed_sections(tmp_path):
     result = _run([str(EXAMPLES / "substitution_screen.py"), "--dir", "subst", "--max-templates", "2",
-                   "--max-per-template", "2", "--max-steps", "80", "--workers", "1", "--device", "cpu"], tmp_path)
+                   "--max-per-template", "2", "--max-steps", "60", "--workers", "1", "--device", "cpu"], tmp_path)
     docs = query_campaign(tmp_path / "subst")
     assert docs and all(d["provenance"]["source"] == "substitution" for d in docs)
     assert all(d["thermo_status"] == "ok" and d["relaxation"]["potential"]["name"] == "chgnet" for d in docs)
