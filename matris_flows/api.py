@@ -30,7 +30,7 @@ Names are imported on first use (PEP 562): importing this module starts neither 
 
 from __future__ import annotations
 
-from typing import Any
+from matris_flows.core.lazy import lazy_exports
 
 _EXPORTS = {
     # build
@@ -72,13 +72,7 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -35,15 +35,16 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, Field
 
-from matris_flows.campaign.spec import CampaignSpec, SpecError
+from matris_flows.campaign.spec import CampaignSpec, SpecError, SpecLike, load_spec, spec_and_path
 
 if TYPE_CHECKING:
     from matris_flows.execution import JobEvent
+    from matris_flows.stores.config import StoreConfig
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +57,42 @@ def campaign_dir_for(spec: CampaignSpec, root: str | Path = "campaigns") -> Path
     return Path(root) / spec.name
 
 
+class CampaignStart(NamedTuple):
+    """What a run (or a plain-jobflow JobStore) starts from: see :func:`start_campaign_directory`."""
+
+    spec: CampaignSpec
+    spec_path: Path | None
+    """The file the spec was read from (files it names are relative to it); None for a spec given in Python."""
+    directory: Path
+    store_config: StoreConfig
+
+
+def start_campaign_directory(spec: SpecLike, directory: str | Path | None = None, *, check_files: bool = False) -> CampaignStart:
+    """Validate ``spec``, reach its store's servers, then create the campaign directory (default ``campaigns/<name>``).
+
+    In that order: a spec or a store that cannot work leaves no campaign directory behind.
+    ``check_files`` as for :func:`~matris_flows.campaign.spec.load_spec`.
+    """
+    from matris_flows.stores.health import check_store
+
+    spec, spec_path = spec_and_path(spec, check_files=check_files)
+    directory = Path(directory) if directory is not None else campaign_dir_for(spec)
+    store_config = spec.store_config(spec_path.parent if spec_path else None)
+    check_store(store_config, directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return CampaignStart(spec, spec_path, directory, store_config)
+
+
 def write_spec(directory: str | Path, spec: CampaignSpec) -> None:
     """Record ``spec`` (its store config inlined by the caller) as the directory's ``spec.yaml``."""
     import yaml
 
     write_atomic(Path(directory) / SPEC_FILE, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+
+
+def recorded_spec_differs(directory: str | Path, spec: CampaignSpec) -> bool:
+    """Whether the directory's ``spec.yaml`` holds another spec than ``spec`` (its store config inlined)."""
+    return load_spec(Path(directory) / SPEC_FILE).model_dump(mode="json") != spec.model_dump(mode="json")
 
 
 def campaign_spec_file(directory: str | Path) -> Path:

@@ -13,10 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from matris_flows.campaign.directory import SPEC_FILE, campaign_dir_for, write_spec
-from matris_flows.campaign.spec import SpecError, SpecLike, load_spec, spec_and_path
+from matris_flows.campaign.directory import SPEC_FILE, recorded_spec_differs, start_campaign_directory, write_spec
+from matris_flows.campaign.spec import SpecError, SpecLike
 from matris_flows.stores.backends import make_job_store
-from matris_flows.stores.health import check_store
 
 if TYPE_CHECKING:
     from jobflow import JobStore
@@ -35,15 +34,10 @@ def campaign_job_store(spec: SpecLike, directory: str | Path | None = None) -> J
         SpecError: a bad spec, or a directory that holds another campaign's spec.
         StoreUnavailableError: the store's servers cannot be reached (MongoDB, S3).
     """
-    spec, spec_path = spec_and_path(spec)
-    directory = Path(directory) if directory is not None else campaign_dir_for(spec)
-    config = spec.store_config(spec_path.parent if spec_path else None)
-    check_store(config, directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    spec, _, directory, config = start_campaign_directory(spec, directory)
     resolved = spec.model_copy(update={"store": config})
-    recorded = directory / SPEC_FILE
-    if not recorded.exists():
+    if not (directory / SPEC_FILE).exists():
         write_spec(directory, resolved)
-    elif load_spec(recorded).model_dump(mode="json") != resolved.model_dump(mode="json"):
+    elif recorded_spec_differs(directory, resolved):
         raise SpecError(f"campaign directory {str(directory)!r} holds another spec; use another directory")
     return make_job_store(config, directory)

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from jobflow import OutputReference
 
-from matris_flows.campaign.directory import FLOW_FILE, MANIFEST_FILE, SPEC_FILE, write_atomic, write_spec
-from matris_flows.campaign.spec import CampaignSpec, SpecError, load_spec
+from matris_flows.campaign.directory import FLOW_FILE, MANIFEST_FILE, recorded_spec_differs, write_atomic, write_spec
+from matris_flows.campaign.spec import CampaignSpec, SpecError
 from matris_flows.core.serialization import safe_loads
 
 if TYPE_CHECKING:
@@ -80,8 +80,7 @@ def prepare_flow(spec: CampaignSpec, directory: Path, spec_path: Path | None, fr
     # The spec as run, with its store config inlined, so a resume needs nothing else.
     resolved = spec.model_copy(update={"store": spec.store_config(spec_path.parent if spec_path else None)})
     if not fresh and flow_file.exists():
-        previous = load_spec(directory / SPEC_FILE)
-        if previous.model_dump(mode="json") != resolved.model_dump(mode="json"):
+        if recorded_spec_differs(directory, resolved):
             raise SpecError(
                 f"campaign directory {str(directory)!r} was started with a different spec; "
                 "resume it with its own spec.yaml, start over with --fresh, or use another --dir"

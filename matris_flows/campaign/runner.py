@@ -31,17 +31,16 @@ from matris_flows.campaign.directory import (
     LOG_FILE,
     FailedJob,
     FailureRecord,
-    campaign_dir_for,
     campaign_lock,
     campaign_log,
     campaign_spec_file,
+    start_campaign_directory,
 )
 from matris_flows.campaign.resume import prepare_flow
-from matris_flows.campaign.spec import CampaignSpec, SpecError, SpecLike, spec_and_path
+from matris_flows.campaign.spec import CampaignSpec, SpecError, SpecLike
 from matris_flows.core.serialization import UnsafeJSONError
 from matris_flows.stores.backends import connect_job_store, make_candidates_store, make_job_store
 from matris_flows.stores.config import StoreConfig
-from matris_flows.stores.health import check_store
 
 if TYPE_CHECKING:
     from jobflow import JobStore
@@ -120,7 +119,7 @@ def run_campaign(
         directory: The campaign directory (spec, flow, log, embedded database); default ``campaigns/<name>``.
         manager: ``dask``: on the Dask cluster of the spec's ``execution`` profile (local, SLURM, PBS,
             a scheduler address), or on ``client``; ``local``: jobflow's ``run_locally`` in this
-            process (for debugging: no isolation, no failed-job count).
+            process (for debugging: no isolation; failed jobs read from jobflow's log).
         resume: Rerun in the same directory, skipping finished jobs (failed ones rerun); False
             empties the campaign's stores and starts over.
         progress: Called with every :class:`~matris_flows.execution.JobEvent`; if it has a
@@ -141,11 +140,7 @@ def run_campaign(
     from matris_flows.core.quiet import silence_library_warnings
 
     silence_library_warnings()  # the libraries' known noise (torch, jobflow, CHGNet), as the CLI and the workers do
-    spec, spec_path = spec_and_path(spec, check_files=True)
-    directory = Path(directory) if directory is not None else campaign_dir_for(spec)
-    store_config = spec.store_config(spec_path.parent if spec_path else None)
-    check_store(store_config, directory)  # a store that cannot work leaves no campaign directory behind
-    directory.mkdir(parents=True, exist_ok=True)
+    spec, spec_path, directory, store_config = start_campaign_directory(spec, directory, check_files=True)
     with campaign_lock(directory):
         if not resume:
             clear_campaign_stores(store_config, directory)

@@ -1,22 +1,18 @@
 """Run jobflow flows on Dask: clusters (local, scheduler address, SLURM, PBS) and a
 manager with ``run_locally``'s semantics that resumes crashed campaigns."""
 
+from matris_flows.core.lazy import lazy_exports
+
 # Imported lazily (PEP 562): ``ExecutionProfile`` is part of every campaign spec, and
 # reading a spec must not import Dask, jobflow or torch.
 _EXPORTS = {
-    "ExecutionProfile": "profile",
-    "open_client": "clusters",
-    "JobEvent": "events",
-    "run_on_dask": "dask_manager",
-    "StalledError": "events",
+    "ExecutionProfile": ".profile",
+    "open_client": ".clusters",
+    "JobEvent": ".events",
+    "run_on_dask": ".dask_manager",
+    "StalledError": ".events",
 }
 
 __all__ = ["ExecutionProfile", "JobEvent", "StalledError", "open_client", "run_on_dask"]
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -7,31 +7,26 @@ replaced by one downstream job per chunk of candidates.
 Documents are in :mod:`.schemas`.
 """
 
+from matris_flows.core.lazy import lazy_exports
+
 # Imported lazily (PEP 562): the spec and the CLI's read-only commands import
 # ``generation.filters``/``generation.schemas``/``generation.source_settings`` and must not
 # pay for the sources' heavy dependencies (pymatgen analysis, sympy, pyxtal).
 _EXPORTS = {
-    "FileSourceMaker": "jobs",
-    "PrototypeMaker": "jobs",
-    "RandomSearchMaker": "jobs",
-    "ShardedGenerationMaker": "jobs",
-    "SubstitutionMaker": "jobs",
-    "Candidate": "schemas",
-    "CandidateChunk": "schemas",
-    "GenerationOutput": "schemas",
-    "GenerationPlan": "schemas",
-    "GenerationReport": "schemas",
-    "GenerationShard": "schemas",
+    "FileSourceMaker": ".jobs",
+    "PrototypeMaker": ".jobs",
+    "RandomSearchMaker": ".jobs",
+    "ShardedGenerationMaker": ".jobs",
+    "SubstitutionMaker": ".jobs",
+    "Candidate": ".schemas",
+    "CandidateChunk": ".schemas",
+    "GenerationOutput": ".schemas",
+    "GenerationPlan": ".schemas",
+    "GenerationReport": ".schemas",
+    "GenerationShard": ".schemas",
 }
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "Candidate",

@@ -158,7 +158,7 @@ class RelaxationService:
             # first structures it gets: what they submit must reach it before it can say ready.
             self._forward_outbox(stream)
             with self._lock:
-                waiting_for_work = not self._queued and not self._tickets
+                waiting_for_work = not self._tickets  # every ticket has just been forwarded to the child
             if waiting_for_work:  # the load limit counts from the first structure, not from an idle start
                 deadline = time.monotonic() + _LOAD_TIMEOUT_S
             message = stream.receive(min(0.05, max(0.0, deadline - time.monotonic())))

@@ -10,35 +10,29 @@ Exports are resolved lazily: importing atomate2's VASP machinery takes seconds, 
 that only needs the schemas or the selection should not pay for it.
 """
 
-from importlib import import_module
-from typing import Any
+from matris_flows.core.lazy import lazy_exports
 
 _EXPORTS = {
-    "CONFIRMED_STABLE_QUERY": "join",
-    "VALIDATED_QUERY": "join",
-    "attach_validation": "join",
-    "attach_validations": "join",
-    "update_candidate_store": "join",
-    "DftCalculationDocument": "schemas",
-    "ValidationDocument": "schemas",
-    "ValidationReport": "schemas",
-    "ValidationStatus": "schemas",
-    "SelectionSettings": "selection",
-    "select_for_validation": "selection",
-    "GpawRelaxMaker": "gpaw_backend",
-    "GpawSettings": "gpaw_backend",
-    "GpawStaticMaker": "gpaw_backend",
-    "molecule_in_box": "gpaw_backend",
-    "GpawHullValidationMaker": "flows",
-    "ValidationMaker": "jobs",
-    "VaspValidationMaker": "vasp",
+    "CONFIRMED_STABLE_QUERY": ".join",
+    "VALIDATED_QUERY": ".join",
+    "attach_validation": ".join",
+    "attach_validations": ".join",
+    "update_candidate_store": ".join",
+    "DftCalculationDocument": ".schemas",
+    "ValidationDocument": ".schemas",
+    "ValidationReport": ".schemas",
+    "ValidationStatus": ".schemas",
+    "SelectionSettings": ".selection",
+    "select_for_validation": ".selection",
+    "GpawRelaxMaker": ".gpaw_backend",
+    "GpawSettings": ".gpaw_backend",
+    "GpawStaticMaker": ".gpaw_backend",
+    "molecule_in_box": ".gpaw_backend",
+    "GpawHullValidationMaker": ".flows",
+    "ValidationMaker": ".jobs",
+    "VaspValidationMaker": ".vasp",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    """Import the submodule that defines ``name`` on first use."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
