@@ -18,6 +18,12 @@ def _summary_table(summary) -> str:
         ("failed (relax or hull)", summary.failed),
         ("stable (e_above_hull <= threshold)", summary.stable),
         ("  new (campaign hull, not known, no duplicate)", summary.new_stable),
+        *(
+            [("second opinions (consensus stage)", summary.second_opinions),
+             ("  stable by consensus", summary.stable_consensus),
+             ("  a model failed (marked)", summary.consensus_failed)]
+            if summary.second_opinions or summary.consensus_failed else []
+        ),
         ("DFT-validated", summary.validated),
         ("jobs failed", "-" if summary.jobs_failed is None else summary.jobs_failed),
         ("wall time", f"{summary.wall_time_s:.1f} s"),
@@ -62,6 +68,8 @@ def _query_from_args(args):
             stable_only=args.stable,
             max_e_above_hull_campaign=args.max_e_above_hull_campaign,
             stable_campaign_only=args.stable_campaign,
+            stable_consensus_only=args.stable_consensus,
+            max_consensus_spread=args.max_spread,
             novel_only=args.novel,
             source=args.source,
             parent=args.parent,
@@ -96,6 +104,14 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
         "--stable-campaign",
         action="store_true",
         help="only is_stable_campaign candidates (hull of the references and all other candidates)",
+    )
+    parser.add_argument(
+        "--stable-consensus",
+        action="store_true",
+        help="only is_stable_consensus candidates (the consensus stage's rule over the primary and the second opinions)",
+    )
+    parser.add_argument(
+        "--max-spread", type=float, help="eV/atom: only candidates whose models' e_above_hull differ by at most this"
     )
     parser.add_argument(
         "--novel", action="store_true", help="only candidates that are no known reference phase and no duplicate"
@@ -150,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--chemsys", required=True, help="e.g. Fe-Li-O")
     plot.add_argument("--out", help="picture file (.png, .svg or .pdf)")
     plot.add_argument("--html", help="interactive plotly page (self-contained .html)")
+    plot.add_argument(
+        "--color-by", choices=("e_above_hull", "consensus", "spread"), default="e_above_hull",
+        help="colour candidates by their e_above_hull, the consensus value or the models' spread (consensus stage)",
+    )
     return parser
 
 
@@ -313,7 +333,7 @@ def _run(args) -> int:
             print("error: plot needs --out, --html or both", file=sys.stderr)
             return 2
         try:
-            plot_campaign(args.campaign, args.chemsys, args.out, html=args.html)
+            plot_campaign(args.campaign, args.chemsys, args.out, html=args.html, color_by=args.color_by)
         except ValueError as exc:  # bad chemical system or output: one line, no traceback
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -20,6 +20,8 @@ from pymatgen.core import Composition
 
 from matris_flows.campaign.directory import campaign_dir_for
 from matris_flows.campaign.spec import CampaignSpec
+from matris_flows.consensus.jobs import ConsensusMaker, needs_consistent_references
+from matris_flows.consensus.scoring import opinion_relax_settings
 from matris_flows.generation.jobs import (
     CandidateSourceMaker,
     FileSourceMaker,
@@ -75,6 +77,10 @@ class ScreeningMaker(Maker):
     validation: Maker | None = None
     consistent_references: ConsistentReferencesMaker | None = None
     """Relaxes the MP phases near the hull with the campaign's potential (potentials not on the MP scale)."""
+    consensus: ConsensusMaker | None = None
+    """Second opinions on the shortlist between the campaign hull and validation."""
+    opinion_references: dict[str, ConsistentReferencesMaker] = field(default_factory=dict)
+    """Per second-opinion model not on the MP scale, the job relaxing its consistent reference phases."""
 
     def make(self) -> Flow:
         """The campaign Flow; its output holds the plan, the campaign-wide summary and the validation report.
@@ -103,10 +109,23 @@ class ScreeningMaker(Maker):
             needs_consistent_references=references_output is not None,
         ).make(generation.output, consistent_references=references_output)
         jobs += [generation, campaign_hull]
-        output: dict[str, Any] = {"generation": generation.output, "campaign_hull": campaign_hull.output, "validation": None}
+        output: dict[str, Any] = {
+            "generation": generation.output, "campaign_hull": campaign_hull.output, "consensus": None, "validation": None,
+        }
+        before_validation = campaign_hull.output
+        if self.consensus is not None:
+            opinion_jobs = {label: maker.make() for label, maker in self.opinion_references.items()}
+            jobs.extend(opinion_jobs.values())
+            stage = replace(
+                self.consensus, name=f"{self.name}: consensus", campaign=hull.campaign,
+                references=self.consensus.references or hull.references,
+                references_uuids={label: j.uuid for label, j in opinion_jobs.items()},
+            ).make(campaign_hull.output, references_ready=[j.output.set_key for j in opinion_jobs.values()])
+            jobs.append(stage)
+            output["consensus"] = before_validation = stage.output
         if self.validation is not None:
             references = hull.references or LocalFileReferences()
-            validation = validate_best(campaign_hull.output, self.validation, references, hull.campaign)
+            validation = validate_best(before_validation, self.validation, references, hull.campaign)
             validation.name = f"{self.name}: DFT validation"
             joined = publish_validation(validation.output)
             joined.name = f"{self.name}: publish validation"
@@ -146,9 +165,11 @@ class ScreeningMaker(Maker):
             allow_unconverged=spec.hull.allow_unconverged,
             campaign=spec.name,
         )
+        consensus, opinion_references = _consensus(spec, campaign_dir, hull)
         return cls(
             name=spec.name, generation=generation, relax=relax, hull=hull, validation=_validation(spec),
             consistent_references=_consistent_references(spec, campaign_dir, hull.references, relax),
+            consensus=consensus, opinion_references=opinion_references,
         )
 
 
@@ -213,20 +234,42 @@ def _consistent_references(
     spec: CampaignSpec, campaign_dir: str | Path | None, references, relax: RelaxMaker
 ) -> ConsistentReferencesMaker | None:
     """The consistent-hull job of a potential whose energies are not on the MP scale (None for MP-scale ones)."""
-    if uses_mp_hull(parse_potential(spec.potential.name, spec.potential.options).energy_convention):
+    if uses_mp_hull(parse_potential(relax.potential, relax.potential_options).energy_convention):
         return None
     refs = spec.hull.references
     cache = CampaignStore(spec.store_config(), CONSISTENT_CACHE_COLLECTION, campaign_dir) if refs.internal_cache else None
     return ConsistentReferencesMaker(
-        name=f"{spec.name}: consistent references",
+        name=f"{relax.name.removesuffix(': relax')}: consistent references",
         references=references,
-        relax=copy_relax_maker(relax, f"{spec.name}: consistent references relax"),
+        relax=copy_relax_maker(relax, f"{relax.name.removesuffix(': relax')}: consistent references relax"),
         chemsys=refs.internal_chemsys,
         elements=None if (elements := _campaign_elements(spec)) is None else sorted(elements),
         window_ev=refs.internal_window_ev,
         cache_store=cache,
         chunk_size=spec.generation.chunk_size,
     )
+
+
+def _consensus(
+    spec: CampaignSpec, campaign_dir: str | Path | None, hull: HullMaker
+) -> tuple[ConsensusMaker | None, dict[str, ConsistentReferencesMaker]]:
+    """The consensus stage, and the consistent-references job of each opinion not on the MP scale."""
+    if spec.consensus is None:
+        return None, {}
+    opinion_references = {}
+    for opinion in spec.consensus.potentials:
+        if needs_consistent_references(opinion):
+            relax = RelaxMaker(
+                name=f"{spec.name} {opinion.label}: relax", potential=opinion.name,
+                settings=opinion_relax_settings(spec.relax, opinion.name), device=opinion.device, potential_options=opinion.options,
+            )
+            opinion_references[opinion.label] = _consistent_references(spec, campaign_dir, hull.references, relax)
+    maker = ConsensusMaker(
+        name=f"{spec.name}: consensus", settings=spec.consensus, references=hull.references, primary=spec.potential.name,
+        campaign=spec.name, relax=spec.relax, stability_threshold=spec.hull.stability_threshold,
+        allow_unconverged=spec.hull.allow_unconverged,
+    )
+    return maker, opinion_references
 
 
 def _validation(spec: CampaignSpec) -> Maker | None:
@@ -240,6 +283,7 @@ def _validation(spec: CampaignSpec) -> Maker | None:
     else:
         backend = VaspValidationMaker()
     selection = SelectionSettings(
-        top_k=v.top_k, max_e_above_hull=v.max_e_above_hull, budget=v.budget, allow_unconverged=v.allow_unconverged
+        top_k=v.top_k, max_e_above_hull=v.max_e_above_hull, budget=v.budget, allow_unconverged=v.allow_unconverged,
+        acquisition=v.acquisition, explore_fraction=v.explore_fraction,
     )
     return ValidationMaker(selection=selection, backend_maker=backend)

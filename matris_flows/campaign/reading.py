@@ -99,7 +99,8 @@ def export_campaign(
 
 
 def plot_campaign(
-    directory: str | Path, chemsys: str, path: str | Path | None = None, *, html: str | Path | None = None
+    directory: str | Path, chemsys: str, path: str | Path | None = None, *, html: str | Path | None = None,
+    color_by: str = "e_above_hull",
 ) -> Path:
     """Hull picture of ``chemsys`` with the campaign's candidates on it, read from the campaign store only.
 
@@ -111,6 +112,7 @@ def plot_campaign(
         chemsys: 2 to 4 elements, any order, e.g. ``"Fe-Li-O"``.
         path: Static picture (.png, .svg or .pdf).
         html: Interactive plotly page (self-contained HTML).
+        color_by: Colour candidates by ``e_above_hull``, ``consensus`` or ``spread`` (the consensus stage's numbers).
 
     Returns:
         ``path`` when given, else ``html``.
@@ -138,7 +140,7 @@ def plot_campaign(
         )
     with open_candidates(directory) as store:
         candidates = list(store.query(criteria={**criteria, "thermo_status": "ok"}))
-    data = hull_data(chemsys, candidates, references)  # once for both pictures
+    data = hull_data(chemsys, candidates, references, color_by=color_by)  # once for both pictures
     written = []
     if path is not None:
         written.append(save_hull_figure(data, path))

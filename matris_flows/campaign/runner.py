@@ -67,6 +67,9 @@ class CampaignSummary(BaseModel):
         0,
         description="New materials: is_stable_campaign, no known reference phase, no duplicate (query --novel --stable-campaign).",
     )
+    second_opinions: int = Field(0, description="Candidates with a consensus record (shortlisted and re-scored).")
+    stable_consensus: int = Field(0, description="Candidates with is_stable_consensus (query --stable-consensus).")
+    consensus_failed: int = Field(0, description="Shortlisted candidates where some second-opinion model failed (marked partial/failed).")
     validated: int = Field(0, description="Candidates with a DFT validation document.")
     jobs_failed: int | None = Field(None, description="Jobs that raised (their dependants were skipped); not counted by run_locally.")
     failures: list[FailedJob] = Field(default_factory=list, description="The jobs that raised, with their errors.")
@@ -317,6 +320,9 @@ def _collect(name: str, directory: Path, job_store: JobStore, candidates_store: 
         failed=n_candidates - candidates_store.count({**campaign, "thermo_status": "ok"}),
         stable=candidates_store.count({**campaign, "is_stable": True}),
         new_stable=candidates_store.count({"$and": [campaign, {"is_stable_campaign": True}, NOVEL_QUERY]}),
+        second_opinions=candidates_store.count({**campaign, "consensus": {"$ne": None}}),
+        stable_consensus=candidates_store.count({**campaign, "is_stable_consensus": True}),
+        consensus_failed=candidates_store.count({**campaign, "consensus.status": {"$in": ["partial", "failed"]}}),
         validated=candidates_store.count({**campaign, "validation": {"$ne": None}}),
     )
 

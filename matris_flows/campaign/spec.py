@@ -7,6 +7,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from matris_flows.consensus.settings import ConsensusSettings
 from matris_flows.execution.profile import ExecutionProfile
 from matris_flows.generation.filters import FilterSettings
 from matris_flows.generation.pipeline import DedupSettings
@@ -121,6 +122,16 @@ class ValidationSpec(BaseModel):
     max_e_above_hull: float = Field(0.05, ge=0, description="Only candidates at most this far above the hull, eV/atom.")
     budget: int | None = Field(None, ge=1, description="Total number of DFT validations.")
     allow_unconverged: bool = Field(False, description="Also validate candidates whose MLIP relaxation did not converge.")
+    acquisition: Literal["primary", "consensus"] = Field(
+        "primary",
+        description="Rank candidates by the primary model's e_above_hull, or by the consensus value (needs a consensus "
+        "section; candidates without one keep the primary's).",
+    )
+    explore_fraction: float = Field(
+        0.0, ge=0, le=1,
+        description="Share of the picks for the candidates the models disagree on most (largest consensus_spread) among "
+        "those near the hull that ranking left out.",
+    )
     reference_window: float = Field(
         0.1, ge=0, description="gpaw: MP reference phases within this of the MP hull are recomputed, eV/atom (elements included)."
     )
@@ -143,9 +154,27 @@ class CampaignSpec(BaseModel):
         "(matris_flows/relax/defaults.py), filled in when the spec is loaded and recorded in every document.",
     )
     hull: HullSpec = Field(default_factory=HullSpec)
+    consensus: ConsensusSettings | None = Field(
+        None, description="Second opinions on the shortlist before validation (off when absent): potentials, mode, rule."
+    )
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     store: StoreConfig | str = Field(default_factory=StoreConfig, description="Store config, inline or a path to a stores/*.yaml file.")
     execution: ExecutionProfile = Field(default_factory=ExecutionProfile)
+
+    @model_validator(mode="after")
+    def _consensus_needed(self):
+        if self.validation.enabled and self.consensus is None and (
+            self.validation.acquisition == "consensus" or self.validation.explore_fraction > 0
+        ):
+            raise ValueError("validation.acquisition 'consensus' and explore_fraction need a consensus section")
+        if self.consensus is not None:
+            primary = parse_potential(self.potential.name, self.potential.options)
+            for opinion in self.consensus.potentials:
+                same = parse_potential(opinion.name, opinion.options)
+                if (same.name, same.variant) == (primary.name, primary.variant) and self.consensus.mode == "single_point":
+                    raise ValueError(f"consensus.potentials: {opinion.label} is the campaign's potential (a single point "
+                                     "at its own relaxed structure adds nothing)")
+        return self
 
     @model_validator(mode="after")
     def _effective_relax_settings(self):

@@ -37,6 +37,11 @@ def campaign_status(directory: str | Path) -> dict[str, Any]:
     try:
         n_candidates = candidates_store.count({"campaign": spec.name})
         n_stable = candidates_store.count({"campaign": spec.name, "is_stable": True})
+        consensus = {
+            "second_opinions": candidates_store.count({"campaign": spec.name, "consensus": {"$ne": None}}),
+            "stable_consensus": candidates_store.count({"campaign": spec.name, "is_stable_consensus": True}),
+            "model_failed": candidates_store.count({"campaign": spec.name, "consensus.status": {"$in": ["partial", "failed"]}}),
+        } if spec.consensus is not None else None
     finally:
         candidates_store.close()
     holder = lock_holder(directory)
@@ -53,6 +58,7 @@ def campaign_status(directory: str | Path) -> dict[str, Any]:
         "failed_jobs": [failure.model_dump() for failure in failures],
         "candidates": n_candidates,
         "stable": n_stable,
+        "consensus": consensus,
         "log_file": str(directory / LOG_FILE),
     }
 
@@ -64,7 +70,7 @@ def _stage(job_name: str, campaign: str) -> str:
     called ``relax-test`` does not make every job a relaxation).
     """
     stage_part = job_name.removeprefix(f"{campaign}: ")
-    for stage in ("consistent references", "campaign hull", "generate", "relax", "hull", "validation", "DFT"):
+    for stage in ("consistent references", "campaign hull", "consensus", "generate", "relax", "hull", "validation", "DFT"):
         if stage in stage_part:
             return stage
     return "other"

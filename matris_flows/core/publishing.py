@@ -19,6 +19,9 @@ CANDIDATES_STORE_NAME = "candidates"
 REFERENCES_STORE_NAME = "references"
 """JobStore additional store holding one document per reference phase the campaign's hulls used."""
 
+OPINIONS_STORE_NAME = "opinions"
+"""JobStore additional store holding one document per candidate and second-opinion model (the consensus stage)."""
+
 WRITE_ONLY_STORE = {"store_access": "write"}
 """``JobConfig.manager_config`` entry of jobs that write to, but never read, the store."""
 

@@ -148,7 +148,7 @@ def _from_checkpoint(
     calculator: Calculator,
     device: str,
     path: Path | None,
-    supported_elements: frozenset[str],
+    supported_elements: frozenset[str] | None,
     options: dict,
 ) -> Potential:
     """A potential whose weights are the file ``path``: its path and SHA-256 go into every result's provenance."""
@@ -200,7 +200,18 @@ def _sevennet(spec: PotentialSpec, device: str, options: dict) -> Potential:
     # A multi-fidelity model needs its modal (which also decides the energy convention, see naming).
     modal = {"modal": options["modal"]} if options.get("modal") is not None else {}
     calculator = SevenNetCalculator(model=model, device=device, **modal)
-    return Potential(spec=spec, calculator=calculator, device=device, options=options)
+    # The pretrained keys name a checkpoint inside the wheel: its hash goes into the provenance.
+    path = Path(model).expanduser()
+    if not path.is_file():
+        from sevenn.util import pretrained_name_to_path
+
+        try:
+            path = Path(pretrained_name_to_path(model))
+        except (KeyError, ValueError, NotImplementedError):
+            path = None
+    type_map = getattr(calculator, "type_map", None) or {}
+    elements = frozenset(Element.from_Z(z).symbol for z in type_map) if type_map else None
+    return _from_checkpoint(spec, calculator, device, path, elements, options)
 
 
 def _hienet(spec: PotentialSpec, device: str, options: dict) -> Potential:

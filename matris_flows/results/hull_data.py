@@ -60,6 +60,7 @@ class HullPoint:
     e_above_hull: float | None  # above the hull the picture colours against, eV/atom
     is_stable: bool
     is_stable_campaign: bool = False
+    color_value: float | None = None  # what the colour shows (HullData.color_by); None: no value (grey)
 
 
 @dataclass
@@ -73,10 +74,26 @@ class HullData:
     candidates: list[HullPoint]
     hull_edges: list[Edge]  # the hull the candidates are coloured against
     campaign_hull_edges: list[Edge] = field(default_factory=list)  # drawn dashed; empty when it is the same hull
+    color_by: str = "e_above_hull"  # e_above_hull, consensus or spread (see COLOR_BY)
 
     @property
     def chemsys(self) -> str:
         return "-".join(self.elements)
+
+    def color_values(self) -> list[float | None]:
+        """The candidates' colour values, in order (their e_above_hull where no other value was collected)."""
+        if self.color_by == "e_above_hull":
+            return [p.e_above_hull if p.color_value is None else p.color_value for p in self.candidates]
+        return [p.color_value for p in self.candidates]
+
+    @property
+    def color_label(self) -> str:
+        """What the candidates' colour means, for the colour bar."""
+        if self.color_by == "consensus":
+            return "consensus energy above the hull (eV/atom)"
+        if self.color_by == "spread":
+            return "spread of the models' energies above the hull (eV/atom)"
+        return f"candidate energy above the {self.hull_name.split(' (')[0]} (eV/atom)"
 
     @property
     def hull_name(self) -> str:
@@ -108,8 +125,15 @@ def subsystem_chemsys(elements: Iterable[str]) -> list[str]:
     return [chemsys_of(s) for s in subsystems(frozenset(elements))]
 
 
+COLOR_BY = {"e_above_hull": None, "consensus": "e_above_hull_consensus", "spread": "consensus_spread"}
+"""What the candidates can be coloured by: their e_above_hull, the consensus value or the models' spread (field read)."""
+
+
 def hull_data(
-    chemsys: str, candidate_docs: Iterable[Mapping[str, Any]], reference_docs: Iterable[Mapping[str, Any]]
+    chemsys: str,
+    candidate_docs: Iterable[Mapping[str, Any]],
+    reference_docs: Iterable[Mapping[str, Any]],
+    color_by: str = "e_above_hull",
 ) -> HullData:
     """Collect what the picture of ``chemsys`` shows from candidate and reference documents.
 
@@ -119,15 +143,20 @@ def hull_data(
             other than 'ok'), duplicates and ones outside ``chemsys`` are left out.
         reference_docs: Reference-phase documents as stored by the hull step; ones outside
             ``chemsys`` are left out and missing elements are added at zero formation energy.
+        color_by: Colour candidates by ``e_above_hull`` (the hull judged against), ``consensus``
+            (e_above_hull_consensus) or ``spread`` (consensus_spread); candidates without the
+            value (not shortlisted) are grey.
 
     Raises:
-        ValueError: a bad ``chemsys`` (unknown element, fewer than 2 or more than 4 elements).
+        ValueError: a bad ``chemsys`` (unknown element, fewer than 2 or more than 4 elements) or ``color_by``.
     """
+    if color_by not in COLOR_BY:
+        raise ValueError(f"colour by {', '.join(COLOR_BY)}, not {color_by!r}")
     elements = plot_elements(chemsys)
     drawn = [d for d in candidate_docs if _is_drawn_candidate(d, elements)]
     hull_kind = _hull_kind(drawn, elements)
     stable, unstable = _reference_points(reference_docs, elements)
-    candidates = [_candidate_point(d, elements, hull_kind) for d in drawn]
+    candidates = [_candidate_point(d, elements, hull_kind, COLOR_BY[color_by]) for d in drawn]
     hull_edges, campaign_hull_edges = _hull_lines(stable, candidates, elements, hull_kind)
     return HullData(
         elements=elements,
@@ -137,6 +166,7 @@ def hull_data(
         candidates=candidates,
         hull_edges=hull_edges,
         campaign_hull_edges=campaign_hull_edges,
+        color_by=color_by,
     )
 
 
@@ -197,14 +227,15 @@ def _reference_points(
     return list(stable.values()), unstable
 
 
-def _candidate_point(doc: Mapping[str, Any], elements: Sequence[str], hull_kind: str) -> HullPoint:
+def _candidate_point(doc: Mapping[str, Any], elements: Sequence[str], hull_kind: str, color_field: str | None = None) -> HullPoint:
     """The candidate, its energy above (and stability on) the hull it was judged against."""
     # the other hull's number stands in where the judged one was not recorded
-    color_field, other_field = (
+    judged_field, other_field = (
         ("e_above_hull", "e_above_hull_campaign") if hull_kind == "mp" else ("e_above_hull_campaign", "e_above_hull")
     )
-    value = doc.get(color_field)
+    value = doc.get(judged_field)
     value = doc.get(other_field) if value is None else value
+    color = value if color_field is None else doc.get(color_field)
     return HullPoint(
         formula=doc["formula"],
         ident=doc["candidate_id"],
@@ -213,6 +244,7 @@ def _candidate_point(doc: Mapping[str, Any], elements: Sequence[str], hull_kind:
         e_above_hull=None if value is None else float(value),
         is_stable=bool(doc.get("is_stable" if hull_kind == "mp" else "is_stable_campaign")),
         is_stable_campaign=bool(doc.get("is_stable_campaign")),
+        color_value=None if color is None else float(color),
     )
 
 

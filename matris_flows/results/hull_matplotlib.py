@@ -214,7 +214,7 @@ def _draw_candidates(figure: Figure, ax: Axes, data: HullData, color_max: float)
     """
     if not data.candidates:
         return False
-    values = np.array([np.nan if p.e_above_hull is None else p.e_above_hull for p in data.candidates])
+    values = np.array([np.nan if v is None else v for v in data.color_values()])
     xy = _points_xy(data, data.candidates)
     colors = {"cmap": plt.get_cmap(CMAP).with_extremes(bad="0.75"), "norm": Normalize(vmin=0.0, vmax=color_max, clip=False)}
     stable = np.array([p.is_stable for p in data.candidates])
@@ -231,17 +231,17 @@ def _draw_candidates(figure: Figure, ax: Axes, data: HullData, color_max: float)
     if ringed.any():
         ax.scatter(xy[ringed, 0], xy[ringed, 1], s=330, facecolors="none", edgecolors="tab:red", linewidths=1.2, zorder=6,
                    gid="stable-campaign-candidates")
-    _colorbar(figure, ax, mappable, values, color_max, data.hull_name)
+    _colorbar(figure, ax, mappable, values, color_max, data.color_label)
     return len(data.elements) > 2 and _count_labels(ax, xy)
 
 
-def _colorbar(figure: Figure, ax: Axes, mappable, values: np.ndarray, color_max: float, hull_name: str) -> None:
+def _colorbar(figure: Figure, ax: Axes, mappable, values: np.ndarray, color_max: float, label: str) -> None:
     """The candidates' colour scale, with pointed ends where values lie below 0 or above ``color_max``."""
     finite = values[np.isfinite(values)]
     low, high = bool((finite < 0).any()), bool((finite > color_max).any())
     extend = "both" if low and high else "min" if low else "max" if high else "neither"
     colorbar = figure.colorbar(mappable, ax=ax, extend=extend, shrink=0.8, pad=0.02)
-    colorbar.set_label(f"candidate energy above the {hull_name.split(' (')[0]} (eV/atom)")
+    colorbar.set_label(label)
 
 
 def _count_labels(ax: Axes, xy: np.ndarray) -> bool:

@@ -122,13 +122,13 @@ def _candidate_traces(data: HullData, color_max: float) -> list:
         return []
     n = len(data.elements)
     traces = [_markers(
-        n, data.candidates, "candidate", mode="markers", name="candidate (colour: E above hull)",
+        n, data.candidates, "candidate", mode="markers", name=f"candidate (colour: {data.color_label.split(' (')[0]})",
         marker={
             "size": [14 if p.is_stable else 8 for p in data.candidates],
             "symbol": ["diamond" if p.is_stable else "circle" for p in data.candidates],
-            "color": [p.e_above_hull for p in data.candidates], "colorscale": "Viridis", "cmin": 0.0, "cmax": color_max,
-            "line": {"width": 0.5, "color": "#333"},
-            "colorbar": {"title": {"text": "E above hull<br>(eV/atom)"}},
+            "color": [float("nan") if v is None else v for v in data.color_values()],
+            "colorscale": "Viridis", "cmin": 0.0, "cmax": color_max, "line": {"width": 0.5, "color": "#333"},
+            "colorbar": {"title": {"text": data.color_label.replace(" (", "<br>(")}},
         },
     )]
     # rings as their own trace: 3D markers take no per-point outline widths

@@ -79,6 +79,14 @@ class CandidateQuery(BaseModel):
     stable_campaign_only: bool = Field(
         False, description="Only candidates with is_stable_campaign true (campaign hull: competing candidates included)."
     )
+    stable_consensus_only: bool = Field(
+        False, description="Only candidates with is_stable_consensus true (the consensus stage's rule over every model)."
+    )
+    max_consensus_spread: float | None = Field(
+        None,
+        description="Largest spread of the models' e_above_hull, eV/atom (inclusive): where they agree; candidates "
+        "without a second opinion never match.",
+    )
     novel_only: bool = Field(
         False, description="Only assessed candidates that match no reference phase and duplicate no other candidate."
     )
@@ -157,6 +165,10 @@ class CandidateQuery(BaseModel):
             clauses.append({"e_above_hull_campaign": {"$lte": self.max_e_above_hull_campaign}})
         if self.stable_campaign_only:
             clauses.append({"is_stable_campaign": True})
+        if self.stable_consensus_only:
+            clauses.append({"is_stable_consensus": True})
+        if self.max_consensus_spread is not None:
+            clauses.append({"consensus_spread": {"$lte": self.max_consensus_spread}})
         if self.novel_only:
             clauses.extend(NOVEL_QUERY["$and"])
         if self.source is not None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from maggma.core import Store
 
-from matris_flows.core.publishing import CANDIDATES_STORE_NAME, REFERENCES_STORE_NAME
+from matris_flows.core.publishing import CANDIDATES_STORE_NAME, OPINIONS_STORE_NAME, REFERENCES_STORE_NAME
 from matris_flows.stores.config import (
     DATA_STORE_NAME,
     JOURNAL_STORE_NAME,
@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 CANDIDATE_INDEXES = (
     "candidate_id", "campaign", "chemsys", "formula", "e_above_hull", "is_stable", "duplicate_of",
     "e_above_hull_campaign", "is_stable_campaign", "matches_reference", "provenance.parent_id",
+    "e_above_hull_consensus", "consensus_spread", "is_stable_consensus",
 )
 """Fields of the ``candidates`` collection that are indexed for queries."""
 
@@ -168,7 +169,8 @@ def make_job_store(
     Additional stores: ``data`` for large outputs (jobs declare e.g.
     ``@job(data="trajectory")``), ``journal`` for the Dask manager's resume records and
     ``candidates``, the queryable collection hull jobs publish candidate documents to, and
-    ``references``, the reference phases of the campaign's hulls.
+    ``references``, the reference phases of the campaign's hulls, and ``opinions``, the consensus
+    stage's second opinions (one per candidate and model).
     """
     from jobflow import JobStore  # here: the CLI's read-only commands never import jobflow
 
@@ -178,6 +180,8 @@ def make_job_store(
     candidates.key = "candidate_id"
     references = make_collection_store(config, campaign_dir, config.references_collection)
     references.key = "reference_id"
+    opinions = make_collection_store(config, campaign_dir, config.opinions_collection)
+    opinions.key = "opinion_id"
     return JobStore(
         make_collection_store(config, campaign_dir, config.docs_collection),
         additional_stores={
@@ -187,6 +191,7 @@ def make_job_store(
             ),
             CANDIDATES_STORE_NAME: candidates,
             REFERENCES_STORE_NAME: references,
+            OPINIONS_STORE_NAME: opinions,
         },
     )
 
@@ -208,9 +213,17 @@ def make_candidates_store(
 
 def index_candidates(store: Store) -> None:
     """Index a connected candidates store on :data:`CANDIDATE_INDEXES` where the backend can."""
-    for field in CANDIDATE_INDEXES:
+    _index(store, CANDIDATE_INDEXES, "candidate_id")
+
+
+OPINION_INDEXES = ("opinion_id", "candidate_id", "opinion_key", "chemsys")
+"""Fields of the ``opinions`` collection that are indexed (the consensus stage selects by them)."""
+
+
+def _index(store: Store, fields: tuple[str, ...], unique_key: str) -> None:
+    for field in fields:
         try:
-            store.ensure_index(field, unique=field == "candidate_id")
+            store.ensure_index(field, unique=field == unique_key)
         except NotImplementedError:
             # a Store without indexes (maggma's MontyStore, for one) scans instead
             logger.debug(f"{type(store).__name__} cannot index {field}")
@@ -222,4 +235,5 @@ def connect_job_store(config: StoreConfig | None = None, campaign_dir: str | Pat
     store = make_job_store(config, campaign_dir)
     store.connect()
     index_candidates(store.additional_stores[CANDIDATES_STORE_NAME])
+    _index(store.additional_stores[OPINIONS_STORE_NAME], OPINION_INDEXES, "opinion_id")
     return store

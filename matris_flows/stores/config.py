@@ -52,6 +52,9 @@ class StoreConfig(BaseModel):
     references_collection: str = Field(
         "references", description="One document per reference phase of the campaign's hulls (plots, reports)."
     )
+    opinions_collection: str = Field(
+        "opinions", description="Second opinions of the consensus stage: one document per candidate and model."
+    )
     data_store: Literal["collection", "gridfs", "s3"] = Field(
         "collection",
         description="Where large data goes: a collection of the same backend, "

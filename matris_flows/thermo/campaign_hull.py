@@ -132,9 +132,9 @@ class CampaignHullBuilder(Builder):
         own = item["own"]
         duplicates = self._find_duplicates(own, item["structures"])
         points = list(item["points"])
-        points += [_point(formula, energy) for _, formula, energy in item["below"]]
+        points += [formation_point(formula, energy) for _, formula, energy in item["below"]]
         points += [
-            _point(d["formula"], d["formation_energy_per_atom"])
+            formation_point(d["formula"], d["formation_energy_per_atom"])
             for d in own
             if d["candidate_id"] not in duplicates and (d.get("e_above_hull") is None or d["e_above_hull"] <= _ON_HULL)
         ]
@@ -266,7 +266,7 @@ class CampaignHullBuilder(Builder):
     def _reference_points(self, system: frozenset[str], hull_kind: str | None) -> tuple[list[PDEntry], list[tuple]]:
         """Stable reference phases at their formation energies (the elements at zero at least), and every
         reference phase of the system as a row (entry id, formula, material id, E_form, E_hull) to publish."""
-        points = [_point(el, 0.0) for el in sorted(system)]
+        points = [formation_point(el, 0.0) for el in sorted(system)]
         elements_only = [(el, el, None, 0.0, 0.0) for el in sorted(system)]
         if hull_kind != HullKind.MP.value and self.references.hull_kind is not HullKind.CAMPAIGN_INTERNAL:
             # campaign-internal candidates without their consistent references: the corners are the elements
@@ -282,10 +282,7 @@ class CampaignHullBuilder(Builder):
              pd.get_form_energy_per_atom(e), pd.get_e_above_hull(e, allow_negative=True))
             for e in pd.all_entries
         ]
-        for entry in pd.stable_entries:
-            if len(entry.composition.elements) > 1:
-                points.append(PDEntry(entry.composition, pd.get_form_energy_per_atom(entry) * entry.composition.num_atoms))
-        return points, rows
+        return formation_vertices(index, system), rows
 
     def _reference_documents(self, rows: list[tuple]) -> list[dict]:
         """One document per reference phase (``rows``: entry id, formula, material id, E_form, E_hull)."""
@@ -301,6 +298,16 @@ class CampaignHullBuilder(Builder):
         return docs
 
 
-def _point(formula: str, formation_energy_per_atom: float) -> PDEntry:
+def formation_vertices(index: HullIndex, system: frozenset[str]) -> list[PDEntry]:
+    """The vertices of a reference hull as points in formation-energy space: the elements at zero, the stable compounds."""
+    pd = index.phase_diagram
+    points = [formation_point(el, 0.0) for el in sorted(system)]
+    for entry in pd.stable_entries:
+        if len(entry.composition.elements) > 1:
+            points.append(PDEntry(entry.composition, pd.get_form_energy_per_atom(entry) * entry.composition.num_atoms))
+    return points
+
+
+def formation_point(formula: str, formation_energy_per_atom: float) -> PDEntry:
     composition = Composition(formula)
     return PDEntry(composition, formation_energy_per_atom * composition.num_atoms)

@@ -149,6 +149,25 @@ class CandidateDocument(BaseModel):
     reference: ReferenceProvenance | None = Field(None, description="Provenance of the reference hull.")
     relaxation: RelaxationSummary = Field(description="The relaxation this document was computed from (no arrays).")
     validation: dict | None = Field(None, description="DFT validation results, filled in by the validation stage.")
+    consensus: dict | None = Field(
+        None,
+        description="Second opinions (consensus stage, a ConsensusRecord): every model's e_above_hull on its reference and "
+        "campaign hull, versions and checkpoint hashes, the statistic and rule. None when not shortlisted or no stage ran.",
+    )
+    e_above_hull_consensus: float | None = Field(
+        None, description="Consensus (median by default) of the models' e_above_hull on their reference hulls, eV/atom."
+    )
+    e_above_hull_campaign_consensus: float | None = Field(
+        None, description="The same statistic of the models' e_above_hull on their campaign hulls, eV/atom."
+    )
+    consensus_spread: float | None = Field(
+        None, description="Largest minus smallest of the models' e_above_hull, eV/atom: how much they disagree."
+    )
+    is_stable_consensus: bool | None = Field(
+        None,
+        description="The consensus rule (consensus value, or every model, at most the threshold) and a converged primary "
+        "relaxation (unless allow_unconverged). None when no second opinion was had.",
+    )
 
 
 class HullOutput(BaseModel):

@@ -411,4 +411,18 @@ def summarize_validations(
         formation_energy_mae=mae([d.formation_energy_error for d in validated]),  # None where scales differ
         mean_residual_max_force=sum(forces) / len(forces) if forces else None,
         skipped=dict(skipped or {}),
+        by_rule=_by_rule(documents),
     )
+
+
+def _by_rule(documents: Sequence[ValidationDocument]) -> dict[str, dict[str, int]]:
+    """Picks, verdicts and confirmations per acquisition rule (the part of ``selected_by`` before the colon)."""
+    rules: dict[str, dict[str, int]] = {}
+    for doc in documents:
+        rule = (doc.selected_by or "primary").split(":")[0]
+        row = rules.setdefault(rule, {"selected": 0, "validated": 0, "confirmed_stable": 0, "confirmed_metastable": 0})
+        row["selected"] += 1
+        row["validated"] += int(doc.validated)
+        row["confirmed_stable"] += int(doc.status is ValidationStatus.CONFIRMED_STABLE)
+        row["confirmed_metastable"] += int(doc.status is ValidationStatus.CONFIRMED_METASTABLE)
+    return rules

@@ -37,6 +37,7 @@ def collect_validations(
     selected: list[dict],
     skipped: dict[str, str],
     backend: str,
+    reasons: dict[str, str] | None = None,
 ) -> ValidationReport:
     """Job: gather the backend's documents into one report.
 
@@ -49,6 +50,8 @@ def collect_validations(
         or failed_validation_document(c, "validation job crashed before reporting", backend, backend.upper())
         for c in selected
     ]
+    for doc in ordered:
+        doc.selected_by = (reasons or {}).get(doc.candidate_id, doc.selected_by)
     return summarize_validations(ordered, skipped)
 
 
@@ -97,7 +100,7 @@ class ValidationMaker(Maker):
         selected = [slim_candidate(c) for c in selection.selected]
         backend_flow = self.backend_maker.make(selected, references)
         backend = getattr(self.backend_maker, "backend", "dft")
-        collect = collect_validations(backend_flow.output, selected, selection.skipped, backend)
+        collect = collect_validations(backend_flow.output, selected, selection.skipped, backend, selection.reasons)
         collect.name = f"{self.name} report"
         return Response(replace=Flow([backend_flow, collect], output=collect.output, name=self.name))
 
@@ -120,13 +123,26 @@ def validate_best(after: Any, validation_maker: Maker, references, campaign: str
     criteria: dict[str, Any] = {"thermo_status": "ok", "e_above_hull": {"$lte": selection.max_e_above_hull}}
     if campaign is not None:
         criteria["campaign"] = campaign
-    pool = []
-    for chemsys in sorted(store.distinct("chemsys", criteria)):
-        pool.extend(
-            store.query({**criteria, "chemsys": chemsys}, sort={"e_above_hull": 1}, limit=selection.top_k * _POOL_PER_SYSTEM)
-        )
-    for doc in pool:
-        doc.pop("_id", None)
+    # a pool per system for each ordering the selection may use: by the primary, by the consensus, by the spread
+    orders = [{"e_above_hull": 1}]
+    if selection.acquisition == "consensus":
+        orders.append({"e_above_hull_consensus": 1})
+    if selection.explore_fraction > 0:
+        orders.append({"consensus_spread": -1})
+    systems = set(store.distinct("chemsys", criteria))
+    if selection.acquisition == "consensus":  # the consensus may bring back what the primary put above the window
+        systems |= set(store.distinct("chemsys", {k: v for k, v in criteria.items() if k != "e_above_hull"}
+                                      | {"e_above_hull_consensus": {"$lte": selection.max_e_above_hull}}))
+    pool: dict[str, dict] = {}
+    for chemsys in sorted(systems):
+        for sort in orders:
+            window = {"e_above_hull_consensus" if "e_above_hull_consensus" in sort else "e_above_hull":
+                      {"$lte": selection.max_e_above_hull}}
+            query = {k: v for k, v in criteria.items() if k != "e_above_hull"} | window | {"chemsys": chemsys}
+            for doc in store.query(query, sort=sort, limit=selection.top_k * _POOL_PER_SYSTEM):
+                doc.pop("_id", None)
+                pool.setdefault(doc["candidate_id"], doc)
+    pool = list(pool.values())
     entries = []
     for chemsys in sorted({doc["chemsys"] for doc in pool}):
         try:

@@ -130,6 +130,9 @@ class ValidationDocument(BaseModel):
     dft_energy_per_atom_on_mlip_structure: float | None = Field(
         None, description="DFT energy per atom of the MLIP-relaxed structure (before DFT relaxation), eV/atom."
     )
+    selected_by: str | None = Field(
+        None, description="Why this candidate was picked: the acquisition rule and its number (rank by a value, or uncertainty)."
+    )
     stable_tolerance: float = Field(description="DFT e_above_hull at or below which a candidate is confirmed stable, eV/atom.")
     metastable_threshold: float = Field(
         description="DFT e_above_hull at or below which a candidate is confirmed metastable, eV/atom."
@@ -154,3 +157,8 @@ class ValidationReport(BaseModel):
         None, description="Mean of the largest residual DFT force on MLIP structures, eV/Å."
     )
     skipped: dict[str, str] = Field(default_factory=dict, description="Candidate id -> why it was not sent to DFT.")
+    by_rule: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Per acquisition rule (primary, consensus, uncertainty): picks, validated and confirmed stable or "
+        "metastable, so a user sees whether the second opinion paid.",
+    )
