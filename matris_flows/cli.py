@@ -315,10 +315,11 @@ def _run(args) -> int:
         return 0
     if args.command == "query":
         from matris_flows.campaign.reading import query_campaign
-        from matris_flows.results.formatting import DEFAULT_COLUMNS, format_candidates
+        from matris_flows.results.formatting import default_columns, format_candidates
 
-        columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else DEFAULT_COLUMNS
-        print(format_candidates(query_campaign(args.campaign, _query_from_args(args)), args.format, columns))
+        docs = query_campaign(args.campaign, _query_from_args(args))
+        columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else default_columns(docs)
+        print(format_candidates(docs, args.format, columns))
         return 0
     if args.command == "export":
         from matris_flows.campaign.reading import export_campaign

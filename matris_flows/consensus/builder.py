@@ -21,7 +21,7 @@ from pymatgen.core import Composition
 
 from matris_flows.consensus.schemas import ConsensusOutput, ConsensusRecord, ModelVote
 from matris_flows.consensus.settings import ConsensusSettings
-from matris_flows.consensus.shortlist import shortlist_systems, shortlisted
+from matris_flows.consensus.shortlist import input_fingerprint, shortlist_systems, shortlisted
 from matris_flows.consensus.voting import consensus_value, spread, stable_by_rule
 from matris_flows.core.chemsys import chemsys_of, elements_of, subsystems
 from matris_flows.thermo.assess import reference_hull, stability_allowed
@@ -191,8 +191,6 @@ class ConsensusBuilder(Builder):
         )
 
     def _opinion_vote(self, label: str, opinion: dict | None, doc: dict, hull: HullIndex | None) -> ModelVote:
-        from matris_flows.consensus.scoring import input_fingerprint
-
         if opinion is None:
             reason = "not scored: its scoring job failed or has not run (resume retries it)"
             return ModelVote(model=label, role="opinion", status="failed", failure_reason=reason)

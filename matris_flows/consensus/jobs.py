@@ -18,9 +18,9 @@ from jobflow.core.reference import OnMissing
 from pymatgen.core import Structure
 
 from matris_flows.consensus.schemas import ConsensusOutput, ScoringOutput, ShortlistChunk, ShortlistOutput
-from matris_flows.consensus.scoring import input_fingerprint, opinion_key, opinion_relax_settings, score_chunk
+from matris_flows.consensus.scoring import opinion_key, opinion_relax_settings, score_chunk
 from matris_flows.consensus.settings import ConsensusSettings, OpinionPotential
-from matris_flows.consensus.shortlist import shortlist_systems, shortlisted
+from matris_flows.consensus.shortlist import input_fingerprint, shortlist_systems, shortlisted
 from matris_flows.core.publishing import CANDIDATES_STORE_NAME, OPINIONS_STORE_NAME, publish, write_only_config
 from matris_flows.core.serialization import json_document
 from matris_flows.generation.jobs import split_evenly

@@ -28,6 +28,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from matris_flows.consensus.schemas import ModelOpinion
 from matris_flows.consensus.settings import OpinionPotential
 from matris_flows.core.isolation import ItemFailure, map_isolated, sandbox, worker_memory_limit
+from matris_flows.core.quiet import silence_library_warnings
 from matris_flows.potentials.loader import Potential, load_potential
 from matris_flows.potentials.naming import PotentialInfo
 from matris_flows.relax.defaults import resolve_settings
@@ -57,11 +58,6 @@ def opinion_key(opinion: OpinionPotential, mode: str, relax: RelaxSettings | Non
     if mode == "relax" and relax is not None:
         parts.append(settings_hash(relax, opinion.options))
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
-
-
-def input_fingerprint(energy_per_atom: float | None) -> str:
-    """The primary's energy, as the opinions record what they were scored after."""
-    return "none" if energy_per_atom is None else f"{energy_per_atom:.6f}"
 
 
 def _finite(value: float) -> bool:
@@ -129,6 +125,7 @@ def single_points(potential: Potential, structures: Sequence[Structure]) -> list
 
 def _load_in_child(name: str, device: str, options: dict, _: Sequence[Any]) -> list[dict]:
     """In the child: load (and keep) the model; its provenance, as a one-item list."""
+    silence_library_warnings()  # a fresh process: the console gets the campaign's warnings, not the libraries' noise
     return [load_potential(name, device=device, **options).info().model_dump(mode="json")]
 
 

@@ -15,6 +15,11 @@ SHORTLIST_FIELDS = [
 ]
 
 
+def input_fingerprint(energy_per_atom: float | None) -> str:
+    """The primary's energy, as the opinions record what they were scored after (a re-relaxed candidate is rescored)."""
+    return "none" if energy_per_atom is None else f"{energy_per_atom:.6f}"
+
+
 def shortlist_systems(candidates: Store, campaign: str | None) -> list[str]:
     """Chemical systems of the campaign, fewest elements first (a system's subsystems come before it)."""
     systems = candidates.distinct("chemsys", {} if campaign is None else {"campaign": campaign})

@@ -30,6 +30,8 @@ _NOISE: tuple[tuple[type[Warning], str, str], ...] = (
     (UserWarning, r".*TypedStorage is deprecated.*", r".*"),
     # CHGNet's own ``torch.tensor(volumes)`` on a graph tensor (chgnet/model/model.py), every batch.
     (UserWarning, r"Converting a tensor with requires_grad=True to a scalar.*", r".*"),
+    # SevenNet on a CPU: its optional CUDA tensor-product kernels are not installed (nothing to do about it).
+    (UserWarning, r"No tensor product accelerator.*", r"sevenn(\..*)?"),
     # A campaign's flow grows by additions and replacements, so unconnected jobs are expected.
     (UserWarning, r"Some jobs are not connected.*", r"jobflow(\..*)?"),
     # Another Dask cluster on this machine holds the default dashboard port: Dask takes another one.

@@ -42,6 +42,9 @@ COLUMNS: dict[str, Column] = {
             header="e_above_hull_campaign (eV/atom)",
             decimals=3,
         ),
+        Column(name="e_above_hull_consensus", path="e_above_hull_consensus", header="consensus (eV/atom)", decimals=3),
+        Column(name="consensus_spread", path="consensus_spread", header="spread (eV/atom)", decimals=3),
+        Column(name="is_stable_consensus", path="is_stable_consensus", header="stable_consensus"),
         Column(name="is_stable", path="is_stable", header="stable"),
         Column(name="is_stable_campaign", path="is_stable_campaign", header="stable_campaign"),
         Column(name="matches_reference", path="matches_reference", header="known_phase"),
@@ -68,6 +71,17 @@ DEFAULT_COLUMNS: tuple[str, ...] = (
     "validation_status",
 )
 """Columns of a listing unless others are asked for."""
+
+CONSENSUS_COLUMNS: tuple[str, ...] = ("e_above_hull_consensus", "consensus_spread", "is_stable_consensus")
+"""Shown after e_above_hull by default when some listed candidate has a second opinion."""
+
+
+def default_columns(docs: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """:data:`DEFAULT_COLUMNS`, with the consensus columns when any of ``docs`` has a consensus record."""
+    if not any(doc.get("consensus") or doc.get("e_above_hull_consensus") is not None for doc in docs):
+        return DEFAULT_COLUMNS
+    at = DEFAULT_COLUMNS.index("e_above_hull") + 1
+    return (*DEFAULT_COLUMNS[:at], *CONSENSUS_COLUMNS, *DEFAULT_COLUMNS[at:])
 
 MISSING = "-"
 """What the table shows for a missing or null value (CSV leaves the cell empty)."""

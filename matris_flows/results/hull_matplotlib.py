@@ -207,6 +207,9 @@ def _draw_references(ax: Axes, data: HullData, faint: Sequence[HullPoint]) -> No
     ax.scatter(xy[:, 0], xy[:, 1], s=30, c="black", zorder=4, gid="stable-references")
 
 
+_COLOUR_WORDS = {"e_above_hull": "E above hull", "consensus": "consensus E above hull", "spread": "models' spread"}
+
+
 def _draw_candidates(figure: Figure, ax: Axes, data: HullData, color_max: float) -> bool:
     """Candidates coloured by energy above the hull, stable ones as stars, ringed when stable on the campaign hull.
 
@@ -221,7 +224,8 @@ def _draw_candidates(figure: Figure, ax: Axes, data: HullData, color_max: float)
     # Candidates of one composition share a point when energy is not an axis: draw the highest
     # first so the one that matters (lowest e_above_hull) is the one seen.
     unstable = np.flatnonzero(~stable)
-    unstable = unstable[np.argsort(-np.nan_to_num(values[unstable], nan=np.inf), kind="stable")]
+    energies = np.array([np.nan if p.e_above_hull is None else p.e_above_hull for p in data.candidates])
+    unstable = unstable[np.argsort(-np.nan_to_num(energies[unstable], nan=np.inf), kind="stable")]
     mappable = ax.scatter(xy[unstable, 0], xy[unstable, 1], c=values[unstable], s=42, edgecolors="0.15", linewidths=0.5,
                           zorder=5, gid="candidates", **colors)
     if stable.any():
@@ -293,7 +297,7 @@ def _legend(ax: Axes, data: HullData, has_faint: bool, show_unstable: float, coi
 
 
 def _candidate_handles(data: HullData, coincident: bool) -> list[Line2D]:
-    label = "candidate (colour: E above hull)"
+    label = f"candidate (colour: {_COLOUR_WORDS.get(data.color_by, 'E above hull')})"
     if coincident:
         label += "; ×n: n at one composition, lowest shown"
     handles = [Line2D([], [], ls="", marker="o", ms=6, mfc="tab:cyan", mec="0.15", label=label)]

@@ -305,6 +305,9 @@ class GpawRelaxMaker(AseRelaxMaker):
         e0, f0, s0 = _frame(result.trajectory, 0)
         e1, f1, _ = _frame(result.trajectory, -1)
         final = result.final_mol_or_struct
+        # pymatgen copies atoms.calc onto the Structure: the GPAW calculator holds its open log file,
+        # and a document carrying it cannot be pickled back from a Dask worker.
+        final.calc = None
         final.properties = dict(structure.properties or {})
         n_atoms = len(final)
         return DftCalculationDocument(

@@ -65,6 +65,13 @@ def test_second_opinion_in_a_local_campaign_and_a_failing_model(tmp_path):
     agreeing = query_campaign(directory, CandidateQuery(max_consensus_spread=0.02))
     assert all(d["consensus_spread"] <= 0.02 for d in agreeing)
 
+    # the hull picture coloured by the models' spread (candidates without a second opinion are grey)
+    from matris_flows.api import plot_campaign
+
+    assert plot_campaign(directory, "Fe-Li-O", tmp_path / "spread.png", color_by="spread").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="colour by"):
+        plot_campaign(directory, "Fe-Li-O", tmp_path / "x.png", color_by="energy")
+
     # a rerun scores nothing that was scored: the same opinions, the same records
     before = _opinion_ids(directory)
     run_campaign(spec, directory, manager="local")
@@ -73,3 +80,30 @@ def test_second_opinion_in_a_local_campaign_and_a_failing_model(tmp_path):
     assert {cid: d["consensus"]["fingerprint"] for cid, d in again.items()} == {
         d["candidate_id"]: d["consensus"]["fingerprint"] for d in shortlisted
     }
+
+
+@pytest.mark.slow
+def test_relax_mode_re_relaxes_from_the_primary_structure(tmp_path):
+    directory = tmp_path / "relaxed"
+    spec = _spec("consensus-relax", potentials=["sevennet"], mode="relax")
+    spec["generation"]["random_search"]["compositions"] = ["LiFeO2"]  # fewer candidates: relaxations cost more
+    run_campaign(spec, directory, manager="local")
+
+    from matris_flows.campaign.spec import load_spec
+
+    loaded = load_spec(directory / "spec.yaml")
+    store = connect_job_store(loaded.store_config(directory), directory)
+    try:
+        opinions = list(store.additional_stores[OPINIONS_STORE_NAME].query({}))
+    finally:
+        store.close()
+    assert opinions and all(o["mode"] == "relax" and o["status"] == "ok" for o in opinions)
+    for opinion in opinions:  # SevenNet's own relaxation: its steps, its structure, its benchmarked fmax
+        assert opinion["n_steps"] >= 0 and opinion["structure"] is not None and opinion["converged"] is not None
+        assert opinion["max_force"] is not None and (not opinion["converged"] or opinion["max_force"] <= 0.05 + 1e-6)
+    shortlisted = [d for d in query_campaign(directory) if d.get("consensus")]
+    assert len(shortlisted) == len(opinions)
+    for doc in shortlisted:
+        assert doc["consensus"]["mode"] == "relax" and doc["consensus"]["status"] == "ok"
+        sevennet = next(v for v in doc["consensus"]["models"] if v["model"] == "sevennet")
+        assert sevennet["converged"] is not None and doc["consensus_spread"] >= 0

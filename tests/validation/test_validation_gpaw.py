@@ -313,3 +313,15 @@ def test_stable_tolerance_covers_the_measured_k_point_noise(nacl_structures):
 
     noise = abs(na_energy(4.0) - na_energy(6.0)) / 2
     assert 1e-3 < noise <= DEFAULT_STABLE_TOLERANCE  # measured 3.1 meV/atom; the old tolerance was 1 meV/atom
+
+
+@requires_gpaw
+def test_a_calculation_document_pickles_as_a_dask_worker_sends_it(cheap_gpaw_relax_maker):
+    """pymatgen copies atoms.calc (GPAW, with its open log file) onto the relaxed Structure; the document must not carry it."""
+    import pickle
+
+    sodium = Structure(Lattice.cubic(4.23), ["Na", "Na"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    document = GpawRelaxMaker.make.original(cheap_gpaw_relax_maker, sodium, "Na", "element", False)
+    assert document.succeeded, document.failure_reason
+    assert getattr(document.structure, "calc", None) is None
+    assert pickle.loads(pickle.dumps(document)).energy == document.energy
