@@ -17,7 +17,7 @@ Against MP's DFT e_above_hull (the file's key), printed:
   max, and "all models say stable";
 - the Spearman rank correlation between the spread of the three models and the |error| of
   their mean, on the shortlist, and the MAE of the half with the larger spread vs the other;
-- the stage's wall time (first consensus job started to last one finished) against the
+- the stage's wall time (campaign hull finished to the last consensus job finished) against the
   whole campaign's.
 
 The last line is ``consensus_f1_gain: <F1(median consensus) - F1(CHGNet)>`` at 0.05 eV/atom.
@@ -84,23 +84,37 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 
 class StageClock:
-    """Progress callback: when each consensus job was submitted and finished (the Dask manager's events)."""
+    """Progress callback: when the campaign hull finished (the stage starts) and when each consensus job finished.
+
+    Jobs that run on the driver report only their completion, so a job's span runs from the
+    previous consensus event (or the campaign hull's completion) to its own completion.
+    """
 
     def __init__(self) -> None:
-        self.jobs: dict[str, list[float]] = {}
+        self.start: float | None = None
+        self.spans: dict[str, list[float]] = {}
+        self._last: float | None = None
 
     def __call__(self, event) -> None:
+        now = time.perf_counter()
+        if event.name.endswith(": campaign hull") and event.status == "completed":
+            self.start = self._last = now
         if ": consensus" not in event.name:
             return
-        now = time.perf_counter()
-        times = self.jobs.setdefault(event.name, [now, now])
+        span = self.spans.setdefault(event.name, [self._last or now, now])
+        if event.status == "submitted":
+            span[0] = now
         if event.status in ("completed", "failed"):
-            times[1] = now
+            span[1] = self._last = now
 
-    def window(self, part: str = "") -> float:
-        """Seconds from the first submission to the last finish of the jobs whose name contains ``part``."""
-        spans = [t for name, t in self.jobs.items() if part in name]
-        return max(t[1] for t in spans) - min(t[0] for t in spans) if spans else float("nan")
+    def stage(self) -> float:
+        """Seconds from the campaign hull's completion to the last consensus job's."""
+        return max(s[1] for s in self.spans.values()) - self.start if self.spans and self.start else float("nan")
+
+    def window(self, part: str) -> float:
+        """Seconds spanned by the consensus jobs whose name contains ``part``."""
+        spans = [s for name, s in self.spans.items() if part in name]
+        return max(s[1] for s in spans) - min(s[0] for s in spans) if spans else float("nan")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -186,8 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"spread vs |error of the mean|: Spearman {rho:.3f}; larger-spread half MAE "
           f"{statistics.fmean(errors[i] for i in high):.3f} median {statistics.median(errors[i] for i in high):.3f}, "
           f"smaller-spread half MAE {statistics.fmean(errors[i] for i in low):.3f} median {statistics.median(errors[i] for i in low):.3f}")
-    stage = clock.window()
-    n_scoring = sum("shortlist" not in name and "combine" not in name for name in clock.jobs)
+    stage = clock.stage()
+    n_scoring = sum("shortlist" not in name and "combine" not in name for name in clock.spans)
     print(f"consensus stage wall {stage:.1f} s of campaign {wall:.1f} s: {100 * stage / wall:.1f} %  (shortlist "
           f"{clock.window('shortlist'):.1f} s; {n_scoring} scoring jobs: hienet {clock.window('consensus: hienet'):.1f} s, "
           f"sevennet {clock.window('consensus: sevennet'):.1f} s; combine {clock.window('combine'):.1f} s)")
