@@ -20,7 +20,7 @@ from pymatgen.core import Composition
 
 from matris_flows.campaign.directory import campaign_dir_for
 from matris_flows.campaign.spec import CampaignSpec
-from matris_flows.consensus.jobs import ConsensusMaker, needs_consistent_references
+from matris_flows.consensus.jobs import ConsensusMaker
 from matris_flows.consensus.scoring import opinion_relax_settings
 from matris_flows.generation.jobs import (
     CandidateSourceMaker,
@@ -258,12 +258,13 @@ def _consensus(
         return None, {}
     opinion_references = {}
     for opinion in spec.consensus.potentials:
-        if needs_consistent_references(opinion):
-            relax = RelaxMaker(
-                name=f"{spec.name} {opinion.label}: relax", potential=opinion.name,
-                settings=opinion_relax_settings(spec.relax, opinion.name), device=opinion.device, potential_options=opinion.options,
-            )
-            opinion_references[opinion.label] = _consistent_references(spec, campaign_dir, hull.references, relax)
+        relax = RelaxMaker(
+            name=f"{spec.name} {opinion.label}: relax", potential=opinion.name,
+            settings=opinion_relax_settings(spec.relax, opinion.name), device=opinion.device, potential_options=opinion.options,
+        )
+        # None for a model on the MP scale (MP2020 puts it on the MP hull)
+        if (maker := _consistent_references(spec, campaign_dir, hull.references, relax)) is not None:
+            opinion_references[opinion.label] = maker
     maker = ConsensusMaker(
         name=f"{spec.name}: consensus", settings=spec.consensus, references=hull.references, primary=spec.potential.name,
         campaign=spec.name, relax=spec.relax, stability_threshold=spec.hull.stability_threshold,

@@ -24,13 +24,12 @@ from matris_flows.consensus.settings import ConsensusSettings
 from matris_flows.consensus.shortlist import input_fingerprint, shortlist_systems, shortlisted
 from matris_flows.consensus.voting import consensus_value, spread, stable_by_rule
 from matris_flows.core.chemsys import chemsys_of, elements_of, subsystems
+from matris_flows.core.publishing import merge_fields
 from matris_flows.thermo.assess import reference_hull, stability_allowed
-from matris_flows.thermo.campaign_hull import formation_point, formation_vertices
+from matris_flows.thermo.campaign_hull import ON_HULL, formation_point, formation_vertices
 from matris_flows.thermo.hull import HullIndex
 from matris_flows.thermo.references import MissingReferenceError, ReferenceProvider
 
-_ON_HULL = 1e-6  # eV/atom
-_FETCH_BATCH = 500
 _OPINION_FIELDS = [
     "opinion_id", "opinion_key", "candidate_id", "chemsys", "formula", "model", "status", "failure_reason", "input_fingerprint",
     "formation_energy_per_atom", "e_above_hull", "hull_kind", "converged", "potential.package_versions", "potential.kind", "potential.name",
@@ -121,16 +120,7 @@ class ConsensusBuilder(Builder):
 
     def update_targets(self, items: list[dict[str, dict[str, Any]]]) -> None:
         """Write the consensus fields into the full candidate documents, in bulk."""
-        updates = {cid: fields for item in items for cid, fields in item.items()}
-        ids = list(updates)
-        for start in range(0, len(ids), _FETCH_BATCH):
-            docs = []
-            for doc in self.candidates.query({"candidate_id": {"$in": ids[start : start + _FETCH_BATCH]}}):
-                doc.pop("_id", None)
-                doc.update(updates[doc["candidate_id"]])
-                docs.append(doc)
-            if docs:
-                self.candidates.update(docs, key="candidate_id")
+        merge_fields(self.candidates, {cid: fields for item in items for cid, fields in item.items()})
         self._n_updated += len(items)
 
     def build(self) -> ConsensusOutput:
@@ -160,7 +150,7 @@ class ConsensusBuilder(Builder):
         and its subsystems: the candidates that can be vertices of that model's campaign hull."""
         systems = [chemsys_of(s) for s in subsystems(system)]
         docs = self.opinions.query(
-            {"chemsys": {"$in": systems}, "opinion_key": key, "status": "ok", "e_above_hull": {"$lte": _ON_HULL}},
+            {"chemsys": {"$in": systems}, "opinion_key": key, "status": "ok", "e_above_hull": {"$lte": ON_HULL}},
             properties=["candidate_id", "formula", "formation_energy_per_atom"],
         )
         return sorted((d["candidate_id"], d["formula"], d["formation_energy_per_atom"]) for d in docs)

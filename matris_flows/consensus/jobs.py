@@ -24,19 +24,12 @@ from matris_flows.consensus.shortlist import input_fingerprint, shortlist_system
 from matris_flows.core.publishing import CANDIDATES_STORE_NAME, OPINIONS_STORE_NAME, publish, write_only_config
 from matris_flows.core.serialization import json_document
 from matris_flows.generation.jobs import split_evenly
-from matris_flows.potentials.naming import parse_potential
 from matris_flows.relax.schemas import RelaxSettings
 from matris_flows.thermo.consistent_references import ConsistentReferences
-from matris_flows.thermo.mp_compat import uses_mp_hull
 from matris_flows.thermo.references import LocalFileReferences, ReferenceProvider
 
 _FETCH_BATCH = 500
 _SHORTLIST = ": shortlist"
-
-
-def needs_consistent_references(opinion: OpinionPotential) -> bool:
-    """Whether an opinion's energies need its own consistent reference hull (not on the MP scale)."""
-    return not uses_mp_hull(parse_potential(opinion.name, opinion.options).energy_convention)
 
 
 @dataclass

@@ -83,24 +83,16 @@ def _one_by_one(potential: Potential, structures: Sequence[Structure]) -> list[t
     return results
 
 
-def _batched(potential: Potential, model, structures: Sequence[Structure]) -> list[tuple[float, float] | str]:
+def _batched(model, structures: Sequence[Structure]) -> list[tuple[float, float] | str]:
     """The same through the potential's TorchSim model, cells grouped up to a number of atoms per call."""
-    import torch
-
     from matris_flows.core.quiet import import_torch_sim
+    from matris_flows.relax.torchsim_engine import chunks_by_atoms
 
     ts = import_torch_sim()
     results: list[tuple[float, float] | str] = []
-    start = 0
-    while start < len(structures):
-        stop, atoms = start, 0
-        while stop < len(structures) and (stop == start or atoms + len(structures[stop]) <= _BATCH_ATOMS):
-            atoms += len(structures[stop])
-            stop += 1
-        group = list(structures[start:stop])
-        state = ts.io.structures_to_state(group, model.device, model.dtype)
-        with torch.no_grad() if not getattr(model, "compute_forces", True) else torch.enable_grad():
-            out = model(state)
+    for group in chunks_by_atoms(list(structures), _BATCH_ATOMS):
+        state = ts.io.structures_to_state([structures[i] for i in group], model.device, model.dtype)
+        out = model(state)
         energies = out["energy"].detach().reshape(-1).cpu().tolist()
         force_norms = out["forces"].detach().norm(dim=1).cpu()
         system = state.system_idx.cpu()
@@ -108,7 +100,6 @@ def _batched(potential: Potential, model, structures: Sequence[Structure]) -> li
             norms = force_norms[system == k]
             max_force = float(norms.max()) if len(norms) else 0.0
             results.append((float(energy), max_force) if _finite(energy) and _finite(max_force) else f"non-finite energy {energy}")
-        start = stop
     return results
 
 
@@ -117,7 +108,7 @@ def single_points(potential: Potential, structures: Sequence[Structure]) -> list
     model = potential.batched_model()
     if model is not None:
         try:
-            return _batched(potential, model, structures)
+            return _batched(model, structures)
         except Exception:  # noqa: BLE001 - a batch that fails is retried one cell at a time, where the culprit fails alone
             pass
     return _one_by_one(potential, structures)

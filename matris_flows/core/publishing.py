@@ -33,6 +33,23 @@ def write_only_config(**kwargs: Any) -> "JobConfig":
     return JobConfig(expose_store=True, manager_config=dict(WRITE_ONLY_STORE), **kwargs)
 
 
+def merge_fields(store: Any, updates: dict[str, dict[str, Any]], key: str = "candidate_id", batch: int = 500) -> None:
+    """Write ``updates`` (``{key value: fields}``) into the full documents of ``store``, read and written ``batch`` at a time.
+
+    For the campaign-wide steps (they run where the store is): a maggma ``update`` replaces
+    whole documents, so each one is read, its fields set, and written back.
+    """
+    ids = list(updates)
+    for start in range(0, len(ids), batch):
+        docs = []
+        for doc in store.query({key: {"$in": ids[start : start + batch]}}):
+            doc.pop("_id", None)
+            doc.update(updates[doc[key]])
+            docs.append(doc)
+        if docs:
+            store.update(docs, key=key)
+
+
 def publish(documents: Sequence[dict], store_name: str = CANDIDATES_STORE_NAME, key: str = "candidate_id") -> bool:
     """Upsert ``documents`` (JSON-ready dicts) into the current job's additional store ``store_name``.
 

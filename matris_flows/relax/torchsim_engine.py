@@ -36,7 +36,7 @@ def supports(settings: RelaxSettings, potential: Potential) -> bool:
     )
 
 
-def _chunks_by_atoms(structures: list, max_atoms: int) -> list[list[int]]:
+def chunks_by_atoms(structures: list, max_atoms: int) -> list[list[int]]:
     """Consecutive index groups whose total atom count stays within ``max_atoms``."""
     chunks, current, atoms = [], [], 0
     for index, structure in enumerate(structures):
@@ -92,7 +92,7 @@ def relax_batch(
     optimizer = Optimizer(settings, ts)
     states = [
         optimizer.init(ts.io.structures_to_state([structures[i] for i in chunk], model.device, model.dtype), model)
-        for chunk in _chunks_by_atoms(structures, max_atoms_per_batch)
+        for chunk in chunks_by_atoms(structures, max_atoms_per_batch)
     ]
     batcher = InFlightAutoBatcher(model, memory_scales_with="n_atoms", max_memory_scaler=max_atoms_per_batch)
     batcher.load_states(ts.concatenate_states(states))
@@ -161,7 +161,7 @@ def atoms_cap_for(structures: list[Structure], potential: Potential, model, ts) 
         kind = "matris_fast" if potential.options.get("fast_cpu_kernels", False) else "matris"
     probe = None
     if str(model.device).startswith("cuda"):
-        first = _chunks_by_atoms(structures, _PROBE_ATOMS)[0]
+        first = chunks_by_atoms(structures, _PROBE_ATOMS)[0]
         probe = ts.io.structures_to_state([structures[i] for i in first], model.device, model.dtype)
     return batch_atoms_cap(model, probe, kind=kind)
 
@@ -176,7 +176,7 @@ def _final_magmoms(state, model, potential: Potential, max_atoms: int) -> np.nda
         return None
     counts = state.n_atoms_per_system.tolist()
     values = []
-    for chunk in _chunks_by_atoms([range(n) for n in counts], max_atoms):
+    for chunk in chunks_by_atoms([range(n) for n in counts], max_atoms):
         sub = state[chunk]
         out = model.predict_magmoms(sub) if hasattr(model, "predict_magmoms") else model(sub)
         if out is None or "magmoms" not in out:

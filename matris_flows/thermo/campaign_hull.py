@@ -31,6 +31,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Structure
 
 from matris_flows.core.chemsys import chemsys_of, elements_of, subsystems
+from matris_flows.core.publishing import merge_fields
 from matris_flows.thermo.assess import reference_hull, relaxation_converged, stability_allowed
 from matris_flows.thermo.hull import PATCH_ABOVE_N_ELEMENTS, HullIndex
 from matris_flows.thermo.references import MissingReferenceError, ReferenceProvider
@@ -41,8 +42,7 @@ _SLIM = [
     "spacegroup", "duplicate_of", "campaign_hull_fingerprint", "hull_kind", "e_above_hull", "e_above_hull_campaign",
     "is_stable_campaign", "relaxation.status", "relaxation.converged",
 ]
-_ON_HULL = 1e-6  # eV/atom: a point this close to a hull is one of its vertices
-_FETCH_BATCH = 500
+ON_HULL = 1e-6  # eV/atom: a point this close to a hull is one of its vertices
 
 
 class CampaignHullBuilder(Builder):
@@ -136,7 +136,7 @@ class CampaignHullBuilder(Builder):
         points += [
             formation_point(d["formula"], d["formation_energy_per_atom"])
             for d in own
-            if d["candidate_id"] not in duplicates and (d.get("e_above_hull") is None or d["e_above_hull"] <= _ON_HULL)
+            if d["candidate_id"] not in duplicates and (d.get("e_above_hull") is None or d["e_above_hull"] <= ON_HULL)
         ]
         system = item["system"]
         # few points, so one plain hull even for many elements
@@ -162,17 +162,7 @@ class CampaignHullBuilder(Builder):
 
     def update_targets(self, items: list[dict[str, Any]]) -> None:
         """Write the updated fields into the full candidate documents, in bulk, and the reference phases."""
-        updates = {cid: fields for item in items for cid, fields in item["updates"].items()}
-        ids = list(updates)
-        for start in range(0, len(ids), _FETCH_BATCH):
-            batch = ids[start : start + _FETCH_BATCH]
-            docs = []
-            for doc in self.candidates.query({"candidate_id": {"$in": batch}}):
-                doc.pop("_id", None)
-                doc.update(updates[doc["candidate_id"]])
-                docs.append(doc)
-            if docs:
-                self.candidates.update(docs, key="candidate_id")
+        merge_fields(self.candidates, {cid: fields for item in items for cid, fields in item["updates"].items()})
         references = [doc for item in items for doc in item["references"]]
         if references and self.references_store is not None:
             self.references_store.update(references, key="reference_id")
@@ -252,7 +242,7 @@ class CampaignHullBuilder(Builder):
         if not smaller:
             return []
         docs = self.candidates.query(
-            {"chemsys": {"$in": smaller}, "e_above_hull_campaign": {"$lte": _ON_HULL}},
+            {"chemsys": {"$in": smaller}, "e_above_hull_campaign": {"$lte": ON_HULL}},
             properties=["candidate_id", "campaign", "formula", "formation_energy_per_atom", "e_above_hull_campaign",
                         "thermo_status", "duplicate_of"],
         )
@@ -260,7 +250,7 @@ class CampaignHullBuilder(Builder):
             (d["candidate_id"], d["formula"], d["formation_energy_per_atom"])
             for d in docs
             if self._takes_part(d) and d.get("duplicate_of") is None
-            and d.get("e_above_hull_campaign") is not None and d["e_above_hull_campaign"] <= _ON_HULL
+            and d.get("e_above_hull_campaign") is not None and d["e_above_hull_campaign"] <= ON_HULL
         )
 
     def _reference_points(self, system: frozenset[str], hull_kind: str | None) -> tuple[list[PDEntry], list[tuple]]:
@@ -293,7 +283,7 @@ class CampaignHullBuilder(Builder):
                 "reference_id": f"{self.campaign}:{entry_id}", "campaign": self.campaign, "entry_id": entry_id,
                 "material_id": material_id, "formula": formula, "chemsys": "-".join(elements), "elements": elements,
                 "formation_energy_per_atom": float(formation_energy), "e_above_hull": float(e_above_hull),
-                "is_stable": bool(e_above_hull <= _ON_HULL),
+                "is_stable": bool(e_above_hull <= ON_HULL),
             })
         return docs
 

@@ -120,26 +120,22 @@ def validate_best(after: Any, validation_maker: Maker, references, campaign: str
 
     store = CURRENT_JOB.store.additional_stores[CANDIDATES_STORE_NAME]
     selection = validation_maker.selection
-    criteria: dict[str, Any] = {"thermo_status": "ok", "e_above_hull": {"$lte": selection.max_e_above_hull}}
+    criteria: dict[str, Any] = {"thermo_status": "ok"}
     if campaign is not None:
         criteria["campaign"] = campaign
-    # a pool per system for each ordering the selection may use: by the primary, by the consensus, by the spread
-    orders = [{"e_above_hull": 1}]
+    # a pool per system for each ordering the selection may use, as (field within the window, sort):
+    # by the primary; by the consensus, which may bring back what the primary put above the window; by the spread
+    orders = [("e_above_hull", {"e_above_hull": 1})]
     if selection.acquisition == "consensus":
-        orders.append({"e_above_hull_consensus": 1})
+        orders.append(("e_above_hull_consensus", {"e_above_hull_consensus": 1}))
     if selection.explore_fraction > 0:
-        orders.append({"consensus_spread": -1})
-    systems = set(store.distinct("chemsys", criteria))
-    if selection.acquisition == "consensus":  # the consensus may bring back what the primary put above the window
-        systems |= set(store.distinct("chemsys", {k: v for k, v in criteria.items() if k != "e_above_hull"}
-                                      | {"e_above_hull_consensus": {"$lte": selection.max_e_above_hull}}))
+        orders.append(("e_above_hull", {"consensus_spread": -1}))
+    windows = {value: {**criteria, value: {"$lte": selection.max_e_above_hull}} for value, _ in orders}
+    systems = {chemsys for window in windows.values() for chemsys in store.distinct("chemsys", window)}
     pool: dict[str, dict] = {}
     for chemsys in sorted(systems):
-        for sort in orders:
-            window = {"e_above_hull_consensus" if "e_above_hull_consensus" in sort else "e_above_hull":
-                      {"$lte": selection.max_e_above_hull}}
-            query = {k: v for k, v in criteria.items() if k != "e_above_hull"} | window | {"chemsys": chemsys}
-            for doc in store.query(query, sort=sort, limit=selection.top_k * _POOL_PER_SYSTEM):
+        for value, sort in orders:
+            for doc in store.query({**windows[value], "chemsys": chemsys}, sort=sort, limit=selection.top_k * _POOL_PER_SYSTEM):
                 doc.pop("_id", None)
                 pool.setdefault(doc["candidate_id"], doc)
     pool = list(pool.values())
