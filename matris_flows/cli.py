@@ -1,4 +1,4 @@
-"""``matris-flows``: screen, status, query, export, plot, resume."""
+"""``matris-flows``: screen, status, query, export, plot, resume, serve."""
 
 import argparse
 import errno
@@ -51,7 +51,7 @@ def _where_value(text: str):
 def _query_from_args(args):
     from pydantic import ValidationError
 
-    from matris_flows.results.query import CandidateQuery, QueryError
+    from matris_flows.results.query import CandidateQuery, QueryError, query_error
 
     where = {}
     for item in args.where or []:
@@ -80,16 +80,7 @@ def _query_from_args(args):
             limit=args.limit,
         )
     except ValidationError as exc:
-        raise QueryError(_validation_message(exc)) from None
-
-
-def _validation_message(exc) -> str:
-    """A pydantic error as one line naming the option(s) at fault."""
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "query"
-        parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
-    return "bad query: " + "; ".join(parts)
+        raise query_error(exc) from None
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
@@ -170,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--color-by", choices=("e_above_hull", "consensus", "spread"), default="e_above_hull",
         help="colour candidates by their e_above_hull, the consensus value or the models' spread (consensus stage)",
     )
+
+    serve = commands.add_parser("serve", help="browse a campaign (running or finished) in a local web app")
+    serve.add_argument("campaign", help="campaign directory")
+    serve.add_argument("--port", type=int, default=8050, help="port to listen on (default 8050; 0 picks a free one)")
+    serve.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, this machine only; on a cluster use an SSH tunnel, see the README)",
+    )
+    serve.add_argument("--refresh", type=float, default=2.0, help="seconds between progress updates (default 2)")
     return parser
 
 
@@ -201,7 +201,7 @@ def _database_advice(exc, campaign: Path | None) -> str:
     return "check the permissions of the file and of its folder"
 
 
-def _user_error(exc: BaseException, campaign: Path | None = None) -> str | None:
+def user_error(exc: BaseException, campaign: Path | None = None) -> str | None:
     """The one-line message of an error the user can fix, or None for a bug (which keeps its traceback).
 
     User errors are the user's input (spec, store config, query, paths) and the environment:
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted" + (f"; {_resume(campaign)} continues" if campaign else ""), file=sys.stderr)
         return 130
     except Exception as exc:
-        message = _user_error(exc, _campaign_dir(args))
+        message = user_error(exc, _campaign_dir(args))
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
@@ -342,7 +342,28 @@ def _run(args) -> int:
             if written is not None:
                 print(f"wrote {written}")
         return 0
+    if args.command == "serve":
+        return _serve(args)
     raise AssertionError(args.command)
+
+
+def _serve(args) -> int:
+    try:
+        from matris_flows.web.server import ServeError, serve
+    except ModuleNotFoundError as exc:  # dash (the web extra) is optional
+        print(f"error: serve needs {exc.name}: pip install 'matris-flows[web]'", file=sys.stderr)
+        return 2
+    if args.refresh <= 0:
+        print("error: --refresh must be a positive number of seconds", file=sys.stderr)
+        return 2
+    try:
+        serve(args.campaign, args.host, args.port, args.refresh)
+    except ServeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C is how the app is stopped
+        return 0
+    return 0
 
 
 if __name__ == "__main__":

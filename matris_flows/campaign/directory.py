@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 SPEC_FILE, FLOW_FILE, MANIFEST_FILE = "spec.yaml", "flow.json", "campaign.json"
 LOG_FILE, LOCK_FILE, DRIVER_FILE, FAILURES_FILE = "campaign.log", "campaign.lock", "campaign.driver", "failures.json"
+ACTIVITY_FILE = "activity.json"
 
 
 def campaign_dir_for(spec: CampaignSpec, root: str | Path = "campaigns") -> Path:
@@ -107,11 +108,12 @@ def campaign_spec_file(directory: str | Path) -> Path:
     return directory / SPEC_FILE
 
 
-def write_atomic(path: str | Path, text: str, mode: int = 0o600) -> None:
+def write_atomic(path: str | Path, text: str, mode: int = 0o600, durable: bool = True) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory and ``os.replace``.
 
     A reader (or a crash) never sees a half-written file. The file is readable by its
-    owner only (``mode``): campaign files describe the user's stores and jobs.
+    owner only (``mode``): campaign files describe the user's stores and jobs. ``durable=False``
+    skips the fsync, for a display hint rewritten at every job event that a crash may lose.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -120,7 +122,8 @@ def write_atomic(path: str | Path, text: str, mode: int = 0o600) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -275,3 +278,47 @@ class FailureRecord:
 
     def _write(self) -> None:
         write_atomic(self.path, json.dumps([job.model_dump() for job in self.jobs], indent=2))
+
+
+class JobActivity:
+    """``activity.json``: how many jobs the running driver has handed to its workers and not yet had back.
+
+    Rewritten (without fsync: it is a display hint) at every job event, so ``serve`` shows the
+    jobs in flight while the campaign runs; a run on ``run_locally`` sends no ``submitted`` events.
+    """
+
+    def __init__(self, directory: Path):
+        """Start the record of ``directory``'s run with nothing in flight."""
+        self.path = directory / ACTIVITY_FILE
+        self.in_flight: set[tuple[str, int]] = set()
+        self._write()
+
+    def __call__(self, event: JobEvent) -> None:
+        """Count ``event``'s job in (submitted) or out (completed, failed, skipped)."""
+        job = (event.uuid, event.index)
+        if event.status == "submitted":
+            self.in_flight.add(job)
+        elif event.status in ("completed", "failed", "skipped") and job in self.in_flight:
+            self.in_flight.discard(job)
+        else:
+            return
+        self._write()
+
+    def close(self) -> None:
+        """The run is over: nothing is in flight."""
+        self.in_flight.clear()
+        self._write()
+
+    def _write(self) -> None:
+        try:
+            write_atomic(self.path, json.dumps({"in_flight": len(self.in_flight), "pid": os.getpid()}), durable=False)
+        except OSError as exc:  # a display hint: a full disk is reported by the store that needs the space, not here
+            logger.debug(f"cannot update {self.path}: {exc}")
+
+
+def read_activity(directory: str | Path) -> int | None:
+    """Jobs in flight according to ``activity.json`` (None when there is no readable record)."""
+    try:
+        return int(json.loads((Path(directory) / ACTIVITY_FILE).read_text())["in_flight"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

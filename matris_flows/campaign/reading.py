@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from maggma.core import Store
     from pymatgen.core import Structure
 
+    from matris_flows.results.hull_data import HullData
     from matris_flows.results.query import CandidateQuery
 
 
@@ -121,29 +122,48 @@ def plot_campaign(
         ValueError: one-line message for a bad chemical system or output, or when the store
             holds no reference phases for ``chemsys``.
     """
-    from matris_flows.results.hull_data import hull_data, plot_elements, subsystem_chemsys
     from matris_flows.results.hull_matplotlib import save_hull_figure
     from matris_flows.results.hull_plotly import write_hull_html
 
     if path is None and html is None:
         raise ValueError("give a picture path, an html path or both")
-    elements = plot_elements(chemsys)
     directory = Path(directory)
     campaign = load_spec(directory / SPEC_FILE).name
-    criteria = {"campaign": campaign, "chemsys": {"$in": subsystem_chemsys(elements)}}
-    with open_references(directory) as store:
-        references = [d for d in store.query(criteria=criteria) if d.get("formation_energy_per_atom") is not None]
-    if not references:
-        raise ValueError(
-            f"the store of campaign {campaign} holds no reference phases within {'-'.join(elements)} "
-            "(no candidates there, or a campaign from before references were recorded: resume it)"
-        )
-    with open_candidates(directory) as store:
-        candidates = list(store.query(criteria={**criteria, "thermo_status": "ok"}))
-    data = hull_data(chemsys, candidates, references, color_by=color_by)  # once for both pictures
+    with open_references(directory) as references, open_candidates(directory) as candidates:
+        data = campaign_hull_data(candidates, references, campaign, chemsys, color_by)  # once for both pictures
     written = []
     if path is not None:
         written.append(save_hull_figure(data, path))
     if html is not None:
         written.append(write_hull_html(data, html))
     return written[0]
+
+
+def campaign_hull_data(
+    candidates: Store, references: Store, campaign: str, chemsys: str, color_by: str = "e_above_hull",
+    scope: dict | None = None,
+) -> HullData:
+    """What the hull picture of ``chemsys`` shows, read from a campaign's connected candidates and references collections.
+
+    Only the campaign's documents within ``chemsys`` (its subsystems included) are read; ``scope``
+    selects the campaign's documents (default ``{"campaign": campaign}``; ``{}`` where the
+    collections hold no other campaign, see :meth:`~matris_flows.campaign.status.CampaignStores.scope`).
+
+    Raises:
+        ValueError: one-line message for a bad chemical system or ``color_by``, or when the store
+            holds no reference phases for ``chemsys``.
+    """
+    from matris_flows.results.hull_data import hull_data, plot_elements, subsystem_chemsys
+
+    elements = plot_elements(chemsys)
+    criteria = {**({"campaign": campaign} if scope is None else scope), "chemsys": {"$in": subsystem_chemsys(elements)}}
+    found = [d for d in references.query(criteria=criteria) if d.get("formation_energy_per_atom") is not None]
+    if not found:
+        raise ValueError(
+            f"the store of campaign {campaign} holds no reference phases within {'-'.join(elements)} "
+            "(no candidates there, or a campaign from before references were recorded: resume it)"
+        )
+    # thermo_status is filtered here, not in the query: SQLite (no statistics) would read an equality on it through
+    # its index, which holds nearly every candidate, rather than the chemsys index (0.34 s instead of 1 ms at 10⁵)
+    drawn = [d for d in candidates.query(criteria=criteria) if d.get("thermo_status") == "ok"]
+    return hull_data(chemsys, drawn, found, color_by=color_by)

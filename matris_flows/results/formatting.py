@@ -102,7 +102,8 @@ def get_path(doc: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def _cell(value: Any, decimals: int | None) -> str:
+def cell_text(value: Any, decimals: int | None) -> str:
+    """A value as the table shows it: floats at the column's decimals, enums by value, None as :data:`MISSING`."""
     if value is None:
         return MISSING
     if isinstance(value, float) and decimals is not None:
@@ -132,7 +133,7 @@ def _is_numeric(values: Sequence[Any]) -> bool:
 def format_table(docs: Sequence[Mapping[str, Any]], columns: Sequence[str] = DEFAULT_COLUMNS) -> str:
     """Aligned plain-text columns, numbers right-aligned, one line per document."""
     cols = [column(name) for name in columns]
-    rows = [[_cell(get_path(doc, c.path), c.decimals) for c in cols] for doc in docs]
+    rows = [[cell_text(get_path(doc, c.path), c.decimals) for c in cols] for doc in docs]
     widths = [max([len(c.header), *(len(row[i]) for row in rows)]) for i, c in enumerate(cols)]
     numeric = [_is_numeric([get_path(doc, c.path) for doc in docs]) for c in cols]
 

@@ -61,6 +61,7 @@ class HullPoint:
     is_stable: bool
     is_stable_campaign: bool = False
     color_value: float | None = None  # what the colour shows (HullData.color_by); None: no value (grey)
+    source: str | None = None  # a candidate's generator (provenance.source)
 
 
 @dataclass
@@ -245,6 +246,7 @@ def _candidate_point(doc: Mapping[str, Any], elements: Sequence[str], hull_kind:
         is_stable=bool(doc.get("is_stable" if hull_kind == "mp" else "is_stable_campaign")),
         is_stable_campaign=bool(doc.get("is_stable_campaign")),
         color_value=None if color is None else float(color),
+        source=(doc.get("provenance") or {}).get("source"),
     )
 
 

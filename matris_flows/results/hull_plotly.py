@@ -81,11 +81,40 @@ def _markers(n: int, points: Sequence[HullPoint], kind: str, **style) -> go.Scat
                      hovertext=[_hover(p, kind) for p in points], hoverinfo="text", **style)
 
 
+def _reference_markers(
+    n: int, points: Sequence[HullPoint], kind: str, under: frozenset[tuple[float, ...]], labelled: bool = False, **style
+) -> list[go.Scatter | go.Scatterternary | go.Scatter3d]:
+    """Reference markers (with their formulas when ``labelled``); on a ternary diagram those at a candidate's
+    composition (``under``) take no hover.
+
+    Plotly hovers (and clicks) the nearest marker and, at one spot, the smaller one: a reference
+    phase with a candidate's composition would otherwise hide the candidate from the mouse. Those
+    are drawn by a second trace of the same legend entry that skips hovering.
+    """
+    quiet = [p for p in points if n == 3 and _spot(p) in under]
+    shown = [p for p in points if p not in quiet]
+    style = {**style, "legendgroup": style["name"], "mode": "markers+text" if labelled else "markers"}
+    if labelled:
+        style["textposition"] = "bottom center"
+    traces = [_markers(n, shown, kind, **style, **({"text": [p.formula for p in shown]} if labelled else {}))]
+    if quiet:
+        traces.append(_TRACE[n](**_coords(n, [(p.fractions, p.formation_energy) for p in quiet]), hoverinfo="skip",
+                                showlegend=False, **style, **({"text": [p.formula for p in quiet]} if labelled else {})))
+    return traces
+
+
+def _spot(p: HullPoint) -> tuple[float, ...]:
+    """Where a point is drawn on a ternary diagram (composition only)."""
+    return tuple(round(f, 4) for f in p.fractions)
+
+
 def _hover(p: HullPoint, kind: str) -> str:
     e_hull = "n/a" if p.e_above_hull is None else f"{p.e_above_hull:.3f}"
     flags = ", stable" if p.is_stable else ""
     flags += ", stable on campaign hull" if p.is_stable_campaign else ""
-    return f"<b>{p.formula}</b> ({kind}{flags})<br>{p.ident}<br>E_form {p.formation_energy:.3f} eV/atom<br>E above hull {e_hull} eV/atom"
+    source = f"<br>source: {p.source}" if p.source else ""
+    return (f"<b>{p.formula}</b> ({kind}{flags})<br>{p.ident}<br>E_form {p.formation_energy:.3f} eV/atom"
+            f"<br>E above hull {e_hull} eV/atom{source}")
 
 
 def _line_traces(data: HullData) -> list:
@@ -106,13 +135,13 @@ def _reference_traces(data: HullData, show_unstable: float) -> list:
     """Unstable reference phases up to ``show_unstable`` (faint) and the stable ones with their formulas."""
     n = len(data.elements)
     traces = []
+    under = frozenset(_spot(p) for p in data.candidates)
     if faint := data.shown_unstable(show_unstable):
-        traces.append(_markers(n, faint, "reference, above hull", mode="markers",
-                               name=f"reference above the hull (≤ {show_unstable:g} eV/atom)",
-                               marker={"size": 4, "color": "grey", "opacity": 0.4}))
-    traces.append(_markers(n, data.stable_references, "reference on hull", mode="markers+text", name="reference phase on the hull",
-                           text=[p.formula for p in data.stable_references], textposition="bottom center",
-                           marker={"size": 7, "color": "black"}))
+        traces.extend(_reference_markers(n, faint, "reference, above hull", under,
+                                         name=f"reference above the hull (≤ {show_unstable:g} eV/atom)",
+                                         marker={"size": 4, "color": "grey", "opacity": 0.4}))
+    traces.extend(_reference_markers(n, data.stable_references, "reference on hull", under, labelled=True,
+                                     name="reference phase on the hull", marker={"size": 7, "color": "black"}))
     return traces
 
 
@@ -123,6 +152,7 @@ def _candidate_traces(data: HullData, color_max: float) -> list:
     n = len(data.elements)
     traces = [_markers(
         n, data.candidates, "candidate", mode="markers", name=f"candidate (colour: {data.color_label.split(' (')[0]})",
+        customdata=[p.ident for p in data.candidates],  # the candidate a click opens (serve's hull explorer)
         marker={
             "size": [14 if p.is_stable else 8 for p in data.candidates],
             "symbol": ["diamond" if p.is_stable else "circle" for p in data.candidates],

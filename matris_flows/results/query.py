@@ -33,6 +33,18 @@ class QueryError(ValueError):
     """A candidate query that cannot be run (bad option or value); the message is one line."""
 
 
+def query_error(exc: Exception) -> QueryError:
+    """A :class:`QueryError` of one line naming the filter(s) at fault, from pydantic's (or a validator's) error."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return QueryError(f"bad query: {exc}")
+    parts = []
+    for error in errors():
+        where = ".".join(str(p) for p in error["loc"]) or "query"
+        parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return QueryError("bad query: " + "; ".join(parts))
+
+
 NOVEL_QUERY: dict[str, Any] = {
     "$and": [{"thermo_status": ThermoStatus.OK.value}, {"matches_reference": None}, {"duplicate_of": None}]
 }
@@ -108,6 +120,7 @@ class CandidateQuery(BaseModel):
         description="Field to sort on (dotted paths allowed); prefix '-' for descending. Nulls come last.",
     )
     limit: int | None = Field(None, ge=1, description="Largest number of documents returned; None for all.")
+    skip: int = Field(0, ge=0, description="Matching documents passed over (in the sorted order) before the first returned: paging.")
 
     @field_validator("chemsys")
     @classmethod
@@ -236,19 +249,16 @@ def query_candidates(
 
     missing = null_criteria(field)
     # $nor of the null test rather than $ne: the two groups partition the documents on every backend
-    docs = list(
-        store.query(
-            criteria=_and([c for c in (criteria, {"$nor": [missing]}) if c]),
-            properties=properties,
-            sort=sort,
-            limit=limit,
-        )
-    )
+    valued = _and([c for c in (criteria, {"$nor": [missing]}) if c])
+    docs = list(store.query(criteria=valued, properties=properties, sort=sort, skip=query.skip, limit=limit))
     if not limit or len(docs) < limit:
+        # the page reaches the documents without a value: skip what the valued ones did not use up
+        skip = max(query.skip - store.count(valued), 0) if query.skip and not docs else 0
         docs += store.query(
             criteria=_and([c for c in (criteria, missing) if c]),
             properties=properties,
             sort={TIE_BREAK_FIELD: 1},
+            skip=skip,
             limit=limit - len(docs) if limit else 0,
         )
     for doc in docs:

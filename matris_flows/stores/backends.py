@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 CANDIDATE_INDEXES = (
     "candidate_id", "campaign", "chemsys", "formula", "e_above_hull", "is_stable", "duplicate_of",
     "e_above_hull_campaign", "is_stable_campaign", "matches_reference", "provenance.parent_id",
-    "e_above_hull_consensus", "consensus_spread", "is_stable_consensus",
+    "e_above_hull_consensus", "consensus_spread", "is_stable_consensus", "thermo_status",
 )
 """Fields of the ``candidates`` collection that are indexed for queries."""
 
@@ -68,14 +68,14 @@ def _env(name: str | None, setting: str) -> str | None:
 # -- one builder per backend: (config, campaign_dir, collection) -> Store ---------
 
 
-def _sqlite(config: StoreConfig, campaign_dir, collection: str) -> Store:
+def _sqlite(config: StoreConfig, campaign_dir, collection: str, read_only: bool = False) -> Store:
     from matris_flows.stores.sqlite.store import SQLiteStore
 
     path = database_dir(config, campaign_dir)
-    return SQLiteStore(collection, database_path=str(path / f"{config.database}.sqlite"))
+    return SQLiteStore(collection, database_path=str(path / f"{config.database}.sqlite"), read_only=read_only)
 
 
-def _memory(config: StoreConfig, campaign_dir, collection: str) -> Store:
+def _memory(config: StoreConfig, campaign_dir, collection: str, read_only: bool = False) -> Store:
     from maggma.stores import MemoryStore
 
     return MemoryStore(collection_name=f"{config.database}.{collection}")
@@ -98,8 +98,12 @@ def _mongo_kwargs(config: StoreConfig) -> dict[str, Any]:
     return kwargs
 
 
-def mongo_store(config: StoreConfig, campaign_dir, collection: str) -> Store:
-    """A MongoStore of one collection (not connected), with credentials read from the environment now."""
+def mongo_store(config: StoreConfig, campaign_dir, collection: str, read_only: bool = False) -> Store:
+    """A MongoStore of one collection (not connected), with credentials read from the environment now.
+
+    ``read_only`` changes nothing on the client side: a reader such as ``serve`` only finds and counts
+    (give it credentials of a MongoDB user with the ``read`` role to have the server enforce it).
+    """
     from maggma.stores import MongoStore
 
     return MongoStore(
@@ -107,7 +111,7 @@ def mongo_store(config: StoreConfig, campaign_dir, collection: str) -> Store:
     )
 
 
-_COLLECTION_BUILDERS: dict[str, Callable[[StoreConfig, Any, str], Store]] = {
+_COLLECTION_BUILDERS: dict[str, Callable[..., Store]] = {
     "sqlite": _sqlite,
     "memory": _memory,
     "mongo": mongo_store,
@@ -116,10 +120,14 @@ _COLLECTION_BUILDERS: dict[str, Callable[[StoreConfig, Any, str], Store]] = {
 
 
 def make_collection_store(
-    config: StoreConfig, campaign_dir: str | Path | None, collection: str
+    config: StoreConfig, campaign_dir: str | Path | None, collection: str, *, read_only: bool = False
 ) -> Store:
-    """A maggma Store for one collection of the configured backend (not connected)."""
-    return _COLLECTION_BUILDERS[config.type](config, campaign_dir, collection)
+    """A maggma Store for one collection of the configured backend (not connected).
+
+    ``read_only``: for a viewer beside the running driver; the embedded store then opens its file
+    read-only (nothing created or indexed, writes raise).
+    """
+    return _COLLECTION_BUILDERS[config.type](config, campaign_dir, collection, read_only=read_only)
 
 
 def _collection_data(config: StoreConfig, campaign_dir) -> Store:
@@ -216,6 +224,9 @@ def index_candidates(store: Store) -> None:
     _index(store, CANDIDATE_INDEXES, "candidate_id")
 
 
+REFERENCE_INDEXES = ("reference_id", "campaign", "chemsys")
+"""Fields of the ``references`` collection that are indexed (hull pictures select a system's phases by chemsys)."""
+
 OPINION_INDEXES = ("opinion_id", "candidate_id", "opinion_key", "chemsys")
 """Fields of the ``opinions`` collection that are indexed (the consensus stage selects by them)."""
 
@@ -235,5 +246,6 @@ def connect_job_store(config: StoreConfig | None = None, campaign_dir: str | Pat
     store = make_job_store(config, campaign_dir)
     store.connect()
     index_candidates(store.additional_stores[CANDIDATES_STORE_NAME])
+    _index(store.additional_stores[REFERENCES_STORE_NAME], REFERENCE_INDEXES, "reference_id")
     _index(store.additional_stores[OPINIONS_STORE_NAME], OPINION_INDEXES, "opinion_id")
     return store

@@ -157,10 +157,10 @@ def test_a_full_disk_at_the_start_is_one_line(small_disk, tmp_path):
 
 
 def test_a_full_disk_during_a_run_is_one_line(small_disk, tmp_path):
-    """448 kB: the Dask run starts, then a job's output or journal record no longer fits (the first job, or
-    generation: just after the start-up, which needs 384-416 kB with the consensus stage's opinions
-    collection and its indexes; 416-480 kB all fail during the run)."""
-    directory = small_disk("448k") / "campaign"
+    """544 kB: the Dask run starts, then a job's output or journal record no longer fits (the first job, or
+    generation: just after the start-up, which needs 480-512 kB with the opinions collection, the
+    references' indexes and thermo_status's; 512-576 kB all fail during the run)."""
+    directory = small_disk("544k") / "campaign"
     message = one_error(cli("screen", write_spec(tmp_path / "spec.yaml"), "--dir", directory), progress=True)
     assert "no space left" in message and str(database(directory)) in message
     assert f"matris-flows resume {directory}" in message

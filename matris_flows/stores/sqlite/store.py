@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from itertools import groupby as _itergroupby
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from maggma.core import Sort, Store, StoreError
 from mongomock_ng.filtering import NOTHING, filter_applies, iter_key_candidates
@@ -35,7 +36,7 @@ from matris_flows.stores.sqlite.catalog import (
     save_kinds,
 )
 from matris_flows.stores.sqlite.encoding import K_NULL, K_NUM, K_STR, dumps, path_kind
-from matris_flows.stores.sqlite.errors import check_collection, file_errors
+from matris_flows.stores.sqlite.errors import DatabaseFileError, check_collection, file_errors
 from matris_flows.stores.sqlite.projection import project, projection, projection_tops
 from matris_flows.stores.sqlite.rows import (
     CHUNK,
@@ -80,6 +81,7 @@ class SQLiteStore(Store):
         key: str = "task_id",
         last_updated_field: str = "last_updated",
         busy_timeout: float = 60.0,
+        read_only: bool = False,
         **kwargs: Any,
     ):
         """
@@ -89,6 +91,8 @@ class SQLiteStore(Store):
             key: Main key field; ``update`` upserts on it unless given another key.
             last_updated_field: Field with the date/time of each document's last update.
             busy_timeout: Seconds to wait for another process's write lock before failing.
+            read_only: Open the file read-only (a viewer beside the writing driver): nothing is created,
+                switched or indexed on connect, and ``update``, ``remove_docs`` and a missing index raise.
             **kwargs: Passed to maggma's ``Store`` (``last_updated_type``, ``validator``).
         """
         if str(database_path) == ":memory:" or str(database_path).startswith("file:"):
@@ -98,6 +102,7 @@ class SQLiteStore(Store):
         self.collection_name = collection_name
         self.database_path = str(database_path)
         self.busy_timeout = busy_timeout
+        self.read_only = read_only
         self.kwargs = kwargs
         self._table = quote_id(collection_name)
         self._lock = threading.RLock()
@@ -123,23 +128,29 @@ class SQLiteStore(Store):
         return SQLiteCollection(self._writer, self._table, self.database_path)
 
     def _open(self, read_only: bool) -> sqlite3.Connection:
-        if not read_only and not os.path.exists(self.database_path):
-            # a new file is the owner's only; SQLite gives its -wal and -shm files the same mode
-            with suppress(OSError):  # e.g. created meanwhile, or a folder without write permission (sqlite3 says)
-                os.close(os.open(self.database_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        if self.read_only:
+            # mode=ro: a missing file is an error, not a new empty database; nothing can be written
+            target, uri, read_only = f"file:{quote(os.path.abspath(self.database_path))}?mode=ro", True, True
+        else:
+            target, uri = self.database_path, False
+            if not os.path.exists(self.database_path):
+                # a new file is the owner's only; SQLite gives its -wal and -shm files the same mode
+                with suppress(OSError):  # e.g. created meanwhile, or a folder without write permission (sqlite3 says)
+                    os.close(os.open(self.database_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         conn = sqlite3.connect(
-            self.database_path,
+            target,
+            uri=uri,
             timeout=self.busy_timeout,
             isolation_level=None,  # transactions are explicit
             check_same_thread=False,  # guarded by self._lock / the reader pool
             cached_statements=256,
         )
         try:
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against process crashes, consistent always
             conn.execute("PRAGMA cache_size=-4000")  # 4 MB a connection: page caches of every pooled connection add up
             if read_only:
                 conn.execute("PRAGMA query_only=1")
             else:
+                conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against process crashes, consistent always
                 # Checkpoint every ~40 MB of WAL instead of 4 MB: index pages rewritten by successive batches are
                 # copied (and fsynced) once, which keeps upserts into 10^5-document collections at ~0.1 ms/doc.
                 conn.execute("PRAGMA wal_autocheckpoint=10000")
@@ -165,11 +176,15 @@ class SQLiteStore(Store):
             if self._writer is not None and not force_reset and self._pid == os.getpid():
                 return
             self._drop_connections(close=self._pid == os.getpid())
-            Path(self.database_path).parent.mkdir(parents=True, exist_ok=True)
+            if not self.read_only:
+                Path(self.database_path).parent.mkdir(parents=True, exist_ok=True)
             with file_errors(self.database_path):
                 conn = self._open(read_only=False)
                 try:
-                    self._prepare(conn)
+                    if self.read_only:
+                        self._check(conn)
+                    else:
+                        self._prepare(conn)
                 except BaseException:
                     conn.close()
                     raise
@@ -196,6 +211,13 @@ class SQLiteStore(Store):
                     with suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                 raise
+
+    def _check(self, conn: sqlite3.Connection) -> None:
+        """Check the collection's table of a read-only store; DatabaseFileError if the file has none."""
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {self.collection_name, META_FIELDS, META_INDEXES} <= names:
+            raise DatabaseFileError(self.database_path, "cantopen", f"no collection {self.collection_name!r} in it")
+        check_collection(conn, self.database_path, self.collection_name)
 
     def close(self) -> None:
         """Close every connection of this store."""
@@ -251,6 +273,8 @@ class SQLiteStore(Store):
         """The writer connection inside one write transaction (committed at the end, rolled back on error)."""
         with self._lock:
             self._ensure_connected()
+            if self.read_only:
+                raise StoreError(f"{self.name} is open read-only")
             conn = self._writer
             with file_errors(self.database_path):
                 conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no deadlock on upgrade

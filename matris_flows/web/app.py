@@ -1,0 +1,72 @@
+"""The Dash app of ``matris-flows serve``: a header, four pages chosen by the URL, the download routes.
+
+``/`` progress · ``/hull`` hull explorer (``?chemsys=Fe-Li-O``) · ``/candidates`` the table (the
+filters as URL parameters, as in the download links) · ``/candidate/<id>`` one candidate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote
+
+from dash import Dash, Input, Output, dcc, html
+
+from matris_flows.results.query import CandidateQuery
+from matris_flows.web import downloads
+from matris_flows.web.filters import query_from_params
+from matris_flows.web.reader import CampaignReader
+from matris_flows.web.views import candidate, hull, progress, table
+from matris_flows.web.views.common import error_box, error_message
+
+ASSETS = Path(__file__).parent / "assets"
+
+DEFAULT_REFRESH_S = 2.0
+"""How often the progress page reads the store again, seconds."""
+
+
+def create_app(reader: CampaignReader, refresh_s: float = DEFAULT_REFRESH_S) -> Dash:
+    """The app over ``reader``'s campaign; its Flask server is ``app.server``.
+
+    Every script and style sheet is served from the installed packages (Dash's and plotly's
+    bundles, this package's ``assets``): the pages work without internet.
+    """
+    app = Dash(
+        __name__, title=f"matris-flows · {reader.name}", assets_folder=str(ASSETS), serve_locally=True,
+        suppress_callback_exceptions=True,  # the pages' components exist only while their page is shown
+        update_title=None,
+        eager_loading=True,  # plotly.js loads with the page, while the first callback runs, not after it
+    )
+    app.layout = html.Div([
+        dcc.Location(id="url"),
+        html.Header(className="top", children=[
+            html.Span("matris-flows", className="brand"),
+            html.Span(f"campaign {reader.name}", className="campaign", id="campaign-name"),
+            html.Nav([dcc.Link("Progress", href="/", id="nav-progress"), dcc.Link("Hull explorer", href="/hull", id="nav-hull"),
+                      dcc.Link("Candidates", href="/candidates", id="nav-candidates")]),
+        ]),
+        html.Main(id="page"),
+    ])
+
+    @app.callback(Output("page", "children"), Input("url", "pathname"), Input("url", "search"))
+    def route(pathname: str | None, search: str | None):
+        params = dict(parse_qsl((search or "").lstrip("?")))
+        path = (pathname or "/").rstrip("/") or "/"
+        if path == "/":
+            return progress.layout(refresh_s)
+        if path == "/hull":
+            return hull.layout(reader, params.get("chemsys"))
+        if path == "/candidates":
+            try:
+                initial = query_from_params(params) if params else CandidateQuery()
+            except Exception as exc:  # noqa: BLE001 - a bad link: say so, show the unfiltered table
+                return html.Div([error_box(error_message(exc)), table.layout(reader)])
+            return table.layout(reader, initial)
+        if path.startswith("/candidate/"):
+            return candidate.layout(reader, unquote(path.removeprefix("/candidate/")))
+        return error_box(f"no page {path}: the pages are /, /hull, /candidates and /candidate/<id>")
+
+    progress.register(app, reader)
+    hull.register(app, reader)
+    table.register(app, reader)
+    downloads.register(app.server, reader)
+    return app
