@@ -29,4 +29,18 @@ assert width >= 400 and height >= 300, f"hull.png is only {width}x{height}"
 print(f"hull.png {width}x{height}")
 PY
 grep -rn "shared" "$tmp/matris-flows/campaigns/demo-li-fe-o/campaign.log" && { echo "the demo mentions shared data" >&2; exit 1; } || true
+# The demo's last line says how to browse it; `serve` answers on the fresh install (pages and a download).
+grep -q "^browse it: matris-flows serve campaigns/demo-li-fe-o" "$tmp/stdout" || { echo "no browse line on stdout" >&2; exit 1; }
+.venv/bin/python - <<'PY'
+import re, subprocess, sys, urllib.request
+server = subprocess.Popen([".venv/bin/matris-flows", "serve", "campaigns/demo-li-fe-o", "--port", "0"], stdout=subprocess.PIPE, text=True)
+try:
+    url = re.search(r"http://\S+/", server.stdout.readline()).group(0)
+    assert b"matris-flows" in urllib.request.urlopen(url, timeout=30).read()
+    rows = urllib.request.urlopen(url + "download/candidates.csv", timeout=30).read().decode().splitlines()
+    assert rows[0].startswith("candidate_id,") and len(rows) >= 6, rows
+    print(f"serve: {url} answers, {len(rows) - 1} candidates in its CSV")
+finally:
+    server.terminate()
+PY
 echo "fresh-clone demo: ok"

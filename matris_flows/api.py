@@ -23,7 +23,8 @@ an existing directory; ``progress`` takes :class:`ScreeningProgress` or any call
 
 **Read.** :func:`campaign_status`, :func:`query_campaign` (documents), :func:`candidates_dataframe`
 (pandas), :func:`relaxed_structures` (pymatgen), :func:`export_campaign`, :func:`plot_campaign`,
-filtered by a :class:`CandidateQuery` (the ``query`` command's options).
+filtered by a :class:`CandidateQuery` (the ``query`` command's options). :func:`serve` is the
+``serve`` command (the web app; ``pip install "matris-flows[web]"``).
 
 Names are imported on first use (PEP 562): importing this module starts neither jobflow, Dask nor torch.
 """
@@ -71,6 +72,8 @@ _EXPORTS = {
     "export_campaign": "matris_flows.campaign.reading",
     "plot_campaign": "matris_flows.campaign.reading",
     "CandidateQuery": "matris_flows.results.query",
+    # browse (needs the web extra)
+    "serve": "matris_flows.web.server",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -36,6 +36,7 @@ def _summary_table(summary) -> str:
         lines += [f"  {failure.name}: {failure.error}" for failure in summary.failures]
     if summary.log_file:
         lines.append(f"log: {summary.log_file}")
+    lines.append(f"browse it: matris-flows serve {summary.directory}  (then open http://127.0.0.1:8050/)")
     return "\n".join(lines)
 
 
@@ -196,6 +197,8 @@ def _database_advice(exc, campaign: Path | None) -> str:
         return f"restore it from a backup, or start the campaign over with {fresh}"
     if exc.kind in ("full", "io"):
         return f"free space on its file system (or move the campaign), then {_resume(campaign)}"
+    if exc.kind == "unwritten":
+        return "the campaign has not written its store yet: wait for its start, or run it"
     if exc.kind == "busy":
         return "another process writes to it: wait for it to finish, or stop it"
     return "check the permissions of the file and of its folder"

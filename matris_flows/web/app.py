@@ -34,7 +34,6 @@ def create_app(reader: CampaignReader, refresh_s: float = DEFAULT_REFRESH_S) -> 
         __name__, title=f"matris-flows · {reader.name}", assets_folder=str(ASSETS), serve_locally=True,
         suppress_callback_exceptions=True,  # the pages' components exist only while their page is shown
         update_title=None,
-        eager_loading=True,  # plotly.js loads with the page, while the first callback runs, not after it
     )
     app.layout = html.Div([
         dcc.Location(id="url"),
@@ -45,6 +44,9 @@ def create_app(reader: CampaignReader, refresh_s: float = DEFAULT_REFRESH_S) -> 
                       dcc.Link("Candidates", href="/candidates", id="nav-candidates")]),
         ]),
         html.Main(id="page"),
+        # plotly.js (4.6 MB) starts loading with the shell, while the page's first callback runs, not after it
+        # (Dash's eager_loading would also parse the date picker, MathJax and the upload widget, unused here)
+        dcc.Graph(id="plotly-preload", figure={}, style={"display": "none"}),
     ])
 
     @app.callback(Output("page", "children"), Input("url", "pathname"), Input("url", "search"))

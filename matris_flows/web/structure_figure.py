@@ -32,9 +32,12 @@ def _jmol_colors() -> dict[str, tuple[int, int, int]]:
         return {el: tuple(rgb) for el, rgb in yaml.safe_load(handle)["Jmol"].items()}
 
 
-def _color(symbol: str) -> str:
-    red, green, blue = _jmol_colors().get(symbol, (200, 200, 200))
-    return f"rgb({red},{green},{blue})"
+def _color(symbol: str, pale: bool = False) -> str:
+    """The element's Jmol colour; ``pale``: halfway to white (atoms of the next cell)."""
+    rgb = _jmol_colors().get(symbol, (200, 200, 200))
+    if pale:
+        rgb = tuple(round((c + 255) / 2) for c in rgb)
+    return f"rgb({rgb[0]},{rgb[1]},{rgb[2]})"
 
 
 def _covalent_radius(symbol: str) -> float:
@@ -48,45 +51,47 @@ ANIONS = frozenset({"N", "P", "As", "O", "S", "Se", "Te", "F", "Cl", "Br", "I"})
 
 
 def structure_figure(structure: Structure, height: int = 520) -> go.Figure:
-    """The picture of ``structure``: one trace per element (the legend names them), the cell edges and the bonds.
+    """The picture of ``structure``: its atoms, the cell edges and the bonds, in two WebGL traces.
 
     Atoms on the cell's faces, edges and corners are repeated on the opposite side, as crystal
-    viewers do; a bond that leaves the cell ends at its neighbour, drawn smaller and faded.
+    viewers do; a bond that leaves the cell ends at its neighbour, drawn smaller and paler. Two
+    traces rather than one per element: each 3D trace costs its own WebGL set-up (about 0.1 s in
+    a browser without a GPU), so the element legend is the page's (:func:`element_colors`).
     """
-    figure = go.Figure()
-    _add_cell(figure, structure)
     inside = _cell_atoms(structure)
-    outside: list[tuple[str, np.ndarray]] = []
-    if len(structure) <= MAX_BONDED_SITES:
-        outside = _add_bonds(figure, structure, inside)
-    order = sorted({site.specie.symbol for site in structure}, key=lambda s: structure.composition.get(s, 0))
-    for symbol in order:
-        atoms = [(frac, xyz) for sym, frac, xyz in inside if sym == symbol]
-        xyz = np.array([c for _, c in atoms])
-        figure.add_trace(go.Scatter3d(
-            x=xyz[:, 0].tolist(), y=xyz[:, 1].tolist(), z=xyz[:, 2].tolist(), mode="markers", name=symbol, legendgroup=symbol,
-            marker={"size": 8 + 8 * _covalent_radius(symbol), "color": _color(symbol), "opacity": 1.0,
+    pairs, outside = _bonds(structure, inside) if len(structure) <= MAX_BONDED_SITES else ([], [])
+    edges = _cell_edges(structure)
+    atoms = [(symbol, xyz, f"{symbol} ({frac[0]:.3f}, {frac[1]:.3f}, {frac[2]:.3f})", 1.0) for symbol, frac, xyz in inside]
+    atoms += [(symbol, xyz, f"{symbol} (next cell)", 0.6) for symbol, xyz in outside]
+    xyz = np.array([atom[1] for atom in atoms])
+    lines = _segments(edges + pairs)
+    # per vertex (two and a gap per segment): the cell's edges black, the bonds grey
+    line_colors = ["black"] * (3 * len(edges)) + ["#8c8c8c"] * (3 * len(pairs))
+    figure = go.Figure([
+        go.Scatter3d(mode="lines", name="cell and bonds", hoverinfo="skip", showlegend=False,
+                     line={"color": line_colors, "width": 4}, **lines),
+        go.Scatter3d(
+            x=xyz[:, 0].tolist(), y=xyz[:, 1].tolist(), z=xyz[:, 2].tolist(), mode="markers", name="atoms", showlegend=False,
+            marker={"size": [scale * (10 + 10 * _covalent_radius(symbol)) for symbol, _, _, scale in atoms],
+                    "color": [_color(symbol, pale=scale < 1) for symbol, _, _, scale in atoms], "opacity": 1.0,
                     "line": {"color": "#333", "width": 1}},
-            hovertext=[f"{symbol} ({f[0]:.3f}, {f[1]:.3f}, {f[2]:.3f})" for f, _ in atoms], hoverinfo="text",
-        ))
-        if beyond := [c for sym, c in outside if sym == symbol]:
-            xyz = np.array(beyond)
-            figure.add_trace(go.Scatter3d(
-                x=xyz[:, 0].tolist(), y=xyz[:, 1].tolist(), z=xyz[:, 2].tolist(), mode="markers",
-                name=f"{symbol} (next cell)", legendgroup=symbol,
-                showlegend=False, hoverinfo="skip",
-                marker={"size": 4 + 5 * _covalent_radius(symbol), "color": _color(symbol), "opacity": 0.45},
-            ))
+            hovertext=[text for _, _, text, _ in atoms], hoverinfo="text",
+        ),
+    ])
     hidden = {"visible": False, "showbackground": False}
     figure.update_layout(
-        height=height, margin={"l": 0, "r": 0, "t": 0, "b": 0}, showlegend=True,
-        legend={"title": {"text": "element"}, "x": 0, "y": 1},
+        height=height, margin={"l": 0, "r": 0, "t": 0, "b": 0},
         scene={"xaxis": hidden, "yaxis": hidden, "zaxis": hidden, "aspectmode": "data",
                "camera": {"eye": {"x": 1.4, "y": 1.1, "z": 0.9}}},
         uirevision="structure",  # keep the user's rotation when the page updates
         paper_bgcolor="white",
     )
     return figure
+
+
+def element_colors(structure: Structure) -> list[tuple[str, str]]:
+    """(element, CSS colour) of the picture's atoms, for the page's legend."""
+    return [(symbol, _color(symbol)) for symbol in sorted({site.specie.symbol for site in structure})]
 
 
 def _segments(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, list]:
@@ -98,13 +103,11 @@ def _segments(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, list]:
     return coords
 
 
-def _add_cell(figure: go.Figure, structure: Structure) -> None:
+def _cell_edges(structure: Structure) -> list[tuple[np.ndarray, np.ndarray]]:
     matrix = structure.lattice.matrix
     corners = {corner: np.array(corner) @ matrix for corner in product((0, 1), repeat=3)}
-    edges = [(corners[a], corners[b]) for a in corners for b in corners
-             if a < b and sum(x != y for x, y in zip(a, b, strict=True)) == 1]
-    figure.add_trace(go.Scatter3d(mode="lines", name="unit cell", hoverinfo="skip", line={"color": "black", "width": 3},
-                                  **_segments(edges)))
+    return [(corners[a], corners[b]) for a in corners for b in corners
+            if a < b and sum(x != y for x, y in zip(a, b, strict=True)) == 1]
 
 
 EDGE = 0.02
@@ -124,8 +127,8 @@ def _cell_atoms(structure: Structure) -> list[tuple[str, np.ndarray, np.ndarray]
     return atoms
 
 
-def _add_bonds(figure: go.Figure, structure: Structure, inside: list[tuple[str, np.ndarray, np.ndarray]]) -> list:
-    """Draw the bonds of the drawn atoms; return the neighbours outside the cell that bonds end at."""
+def _bonds(structure: Structure, inside: list[tuple[str, np.ndarray, np.ndarray]]) -> tuple[list, list]:
+    """The bonds of the drawn atoms (segment ends) and the neighbours outside the cell that bonds end at."""
     symbols = {site.specie.symbol for site in structure}
     anions = symbols & ANIONS
     radii = {s: _covalent_radius(s) for s in symbols}
@@ -144,7 +147,4 @@ def _add_bonds(figure: go.Figure, structure: Structure, inside: list[tuple[str, 
             key = tuple(np.round(neighbour.frac_coords, 3))
             if key not in drawn:
                 outside[key] = (other, neighbour.coords)
-    if pairs:
-        figure.add_trace(go.Scatter3d(mode="lines", name="bonds", hoverinfo="skip",
-                                      line={"color": "#888", "width": 5}, **_segments(pairs)))
-    return list(outside.values())
+    return pairs, list(outside.values())

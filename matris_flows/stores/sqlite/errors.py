@@ -31,7 +31,8 @@ _FILE_ERRORS = {
 class DatabaseFileError(sqlite3.DatabaseError):
     """The database file, not the code, failed: no space, damaged, unreadable, read-only or locked.
 
-    ``kind`` is ``full``, ``io``, ``corrupt``, ``cantopen``, ``readonly`` or ``busy``; the
+    ``kind`` is ``full``, ``io``, ``corrupt``, ``cantopen``, ``readonly``, ``busy`` or ``unwritten`` (a read-only
+    store whose collection the campaign has not created yet); the
     message names the file. A subclass of ``sqlite3.DatabaseError``, so handlers of SQLite
     errors still catch it.
     """

@@ -216,7 +216,7 @@ class SQLiteStore(Store):
         """Check the collection's table of a read-only store; DatabaseFileError if the file has none."""
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not {self.collection_name, META_FIELDS, META_INDEXES} <= names:
-            raise DatabaseFileError(self.database_path, "cantopen", f"no collection {self.collection_name!r} in it")
+            raise DatabaseFileError(self.database_path, "unwritten", f"no collection {self.collection_name!r} in it yet")
         check_collection(conn, self.database_path, self.collection_name)
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from pymatgen.core import Structure
 
 from matris_flows.results.export import structure_of
 from matris_flows.web.reader import CampaignReader
-from matris_flows.web.structure_figure import structure_figure
+from matris_flows.web.structure_figure import element_colors, structure_figure
 from matris_flows.web.views.common import error_box, error_message
 
 MP_URL = "https://next-gen.materialsproject.org/materials/{}"
@@ -32,6 +32,11 @@ def layout(reader: CampaignReader, candidate_id: str) -> html.Div:
         html.P(_verdict(doc), className="verdict"),
         html.Div(className="columns", children=[
             html.Div(className="left", children=[
+                html.Div(className="legend", id="structure-legend", children=[
+                    html.Span([html.Span(className="chip", style={"background": color}), symbol], className="element")
+                    for symbol, color in element_colors(structure)
+                ] + [html.Span("drag to turn, scroll to zoom; pale atoms belong to the next cells", className="muted")])
+                if structure is not None else None,
                 dcc.Graph(id="structure-3d", figure=structure_figure(structure), config={"displaylogo": False})
                 if structure is not None else html.P("No relaxed structure (the relaxation failed).", className="muted"),
                 html.P(["download: ",
