@@ -122,11 +122,13 @@ def plot_campaign(
         ValueError: one-line message for a bad chemical system or output, or when the store
             holds no reference phases for ``chemsys``.
     """
+    from matris_flows.results.hull_data import plot_elements
     from matris_flows.results.hull_matplotlib import save_hull_figure
     from matris_flows.results.hull_plotly import write_hull_html
 
     if path is None and html is None:
         raise ValueError("give a picture path, an html path or both")
+    plot_elements(chemsys)  # a typo is reported before the campaign is opened
     directory = Path(directory)
     campaign = load_spec(directory / SPEC_FILE).name
     with open_references(directory) as references, open_candidates(directory) as candidates:

@@ -17,20 +17,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from maggma.core import StoreError
+from sqlite_damage import overwrite_index_page
 
-pytest.importorskip("dash", reason="the web extra (pip install 'matris-flows[web]') is not installed")
-
-from maggma.core import StoreError  # noqa: E402
-from sqlite_damage import overwrite_index_page  # noqa: E402
-
-from matris_flows.campaign.reading import query_campaign  # noqa: E402
-from matris_flows.results.query import CandidateQuery, QueryError, query_candidates  # noqa: E402
-from matris_flows.stores.config import StoreConfig  # noqa: E402
-from matris_flows.testing.synthetic_store import write_synthetic_campaign  # noqa: E402
-from matris_flows.web.app import create_app  # noqa: E402
-from matris_flows.web.filters import params_of, query_from_params  # noqa: E402
-from matris_flows.web.reader import CampaignReader  # noqa: E402
-from matris_flows.web.views import candidate, hull, table  # noqa: E402
+from matris_flows.campaign.reading import query_campaign
+from matris_flows.results.query import CandidateQuery, QueryError, query_candidates
+from matris_flows.stores.config import StoreConfig
+from matris_flows.testing.synthetic_store import write_synthetic_campaign
+from matris_flows.web.app import create_app
+from matris_flows.web.filters import params_of, query_from_params
+from matris_flows.web.reader import CampaignReader
+from matris_flows.web.views import candidate, hull, table
 
 
 @pytest.fixture(scope="module")

@@ -38,10 +38,11 @@ def panel(status: dict[str, Any], rate: ScreeningRate) -> list:
     fraction = screened / total if total else 0.0
     per_minute = rate.per_minute() if status["running"] else None
     eta = rate.eta_minutes(total - screened) if status["running"] else None
+    finished = bool(total) and screened >= total and not status["jobs_failed"]
     if status["running"]:
         state = f"running (driver PID {status['driver_pid']})"
     else:
-        state = "finished" if total and screened >= total and not status["jobs_failed"] else "not running"
+        state = "finished" if finished else "not running"
     by_status = status["candidates_by_status"]
     counts = [
         ("candidates generated", status["generated"]),
@@ -52,7 +53,7 @@ def panel(status: dict[str, Any], rate: ScreeningRate) -> list:
         ("  no reference hull", by_status["no_reference"]),
         ("  in a failed job (resume reruns them)", by_status["job_failed"]),
         ("stable on the reference hull", status["stable"]),
-        ("stable on the campaign hull", status["stable_campaign"]),
+        ("stable on the campaign hull (once every chunk is in)", status["stable_campaign"]),
     ]
     if status["consensus"]:
         counts += [("second opinions", status["consensus"]["second_opinions"]),
@@ -69,6 +70,8 @@ def panel(status: dict[str, Any], rate: ScreeningRate) -> list:
             html.Span(f" · rate {per_minute:.1f} structures/min" if per_minute is not None else
                       (" · rate: measuring…" if status["running"] else "")),
             html.Span(f" · ETA {eta:.1f} min" if eta is not None else ""),
+            html.Span([" · ", html.Code(f"matris-flows resume {status['directory']}"), " continues it"])
+            if not status["running"] and not finished else None,
         ]),
         html.Table(className="counts", id="progress-counts", children=[
             html.Tr([html.Td(label), html.Td(str(value), className="number")]) for label, value in counts
