@@ -151,6 +151,13 @@ def test_the_progress_page_shows_the_counts_of_status(finished, app_url, browser
     rows = dict(row.rsplit(maxsplit=1) for row in _texts(browser, "#progress-counts tr"))
     assert int(rows["stable on the campaign hull (once every chunk is in)"]) == status["stable_campaign"] > 0
     assert int(rows["assessed (energy above the hull)"]) == status["candidates_by_status"]["ok"]
+    # the header's links change the page inside the app (no reload)
+    browser.execute_script("window.notReloaded = true")
+    browser.find_element(By.ID, "nav-candidates").click()
+    _wait(browser, "#table td")
+    browser.find_element(By.ID, "nav-hull").click()
+    _wait(browser, "#hull-graph .main-svg")
+    assert browser.execute_script("return window.notReloaded === true")
 
 
 def test_the_hull_shows_the_candidates_and_a_click_opens_one(finished, app_url, browser, shots):
