@@ -159,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", help="picture file (.png, .svg or .pdf)")
     plot.add_argument("--html", help="interactive plotly page (self-contained .html)")
     plot.add_argument(
-        "--color-by", choices=("e_above_hull", "consensus", "spread"), default="e_above_hull",
-        help="colour candidates by their e_above_hull, the consensus value or the models' spread (consensus stage)",
+        "--color-by", choices=("e_above_hull", "campaign", "consensus", "spread"), default="e_above_hull",
+        help="colour candidates by their e_above_hull, that on the campaign hull, the consensus value or the models' spread "
+        "(consensus stage)",
     )
 
     serve = commands.add_parser("serve", help="browse a campaign (running or finished) in a local web app")

@@ -75,7 +75,7 @@ class HullData:
     candidates: list[HullPoint]
     hull_edges: list[Edge]  # the hull the candidates are coloured against
     campaign_hull_edges: list[Edge] = field(default_factory=list)  # drawn dashed; empty when it is the same hull
-    color_by: str = "e_above_hull"  # e_above_hull, consensus or spread (see COLOR_BY)
+    color_by: str = "e_above_hull"  # e_above_hull, campaign, consensus or spread (see COLOR_BY)
 
     @property
     def chemsys(self) -> str:
@@ -90,6 +90,8 @@ class HullData:
     @property
     def color_label(self) -> str:
         """What the candidates' colour means, for the colour bar."""
+        if self.color_by == "campaign":
+            return "candidate energy above the campaign hull (eV/atom)"
         if self.color_by == "consensus":
             return "consensus energy above the hull (eV/atom)"
         if self.color_by == "spread":
@@ -126,8 +128,10 @@ def subsystem_chemsys(elements: Iterable[str]) -> list[str]:
     return [chemsys_of(s) for s in subsystems(frozenset(elements))]
 
 
-COLOR_BY = {"e_above_hull": None, "consensus": "e_above_hull_consensus", "spread": "consensus_spread"}
-"""What the candidates can be coloured by: their e_above_hull, the consensus value or the models' spread (field read)."""
+COLOR_BY = {"e_above_hull": None, "campaign": "e_above_hull_campaign", "consensus": "e_above_hull_consensus",
+            "spread": "consensus_spread"}
+"""What the candidates can be coloured by: their e_above_hull, that on the campaign hull (references and every candidate),
+the consensus value or the models' spread (field read)."""
 
 
 def hull_data(
@@ -144,7 +148,7 @@ def hull_data(
             other than 'ok'), duplicates and ones outside ``chemsys`` are left out.
         reference_docs: Reference-phase documents as stored by the hull step; ones outside
             ``chemsys`` are left out and missing elements are added at zero formation energy.
-        color_by: Colour candidates by ``e_above_hull`` (the hull judged against), ``consensus``
+        color_by: Colour candidates by ``e_above_hull`` (the hull judged against), ``campaign`` (e_above_hull_campaign), ``consensus``
             (e_above_hull_consensus) or ``spread`` (consensus_spread); candidates without the
             value (not shortlisted) are grey.
 

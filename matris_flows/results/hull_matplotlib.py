@@ -207,7 +207,8 @@ def _draw_references(ax: Axes, data: HullData, faint: Sequence[HullPoint]) -> No
     ax.scatter(xy[:, 0], xy[:, 1], s=30, c="black", zorder=4, gid="stable-references")
 
 
-_COLOUR_WORDS = {"e_above_hull": "E above hull", "consensus": "consensus E above hull", "spread": "models' spread"}
+_COLOUR_WORDS = {"e_above_hull": "E above hull", "campaign": "E above campaign hull", "consensus": "consensus E above hull",
+                 "spread": "models' spread"}
 
 
 def _draw_candidates(figure: Figure, ax: Axes, data: HullData, color_max: float) -> bool:

@@ -61,6 +61,8 @@ def test_the_app_reads_every_page_and_writes_nothing(campaign):
         systems = reader.chemical_systems()
         assert systems and all(2 <= len(s.split("-")) <= 4 for s in systems)
         assert hull.body(reader, systems[0], "e_above_hull")[1].figure is not None
+        campaign_coloured = hull.body(reader, systems[0], "campaign")[1].figure
+        assert "campaign hull" in json.dumps(campaign_coloured.to_plotly_json()["data"], default=str)
         page = table.table_page(reader, lambda: CandidateQuery(stable_campaign_only=True), 0)
         assert page.error is None and page.rows and page.count.endswith("match")
         ident = query_campaign(campaign, CandidateQuery(limit=1))[0]["candidate_id"]

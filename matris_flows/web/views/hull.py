@@ -8,8 +8,9 @@ from matris_flows.results.hull_plotly import hull_plotly
 from matris_flows.web.reader import CampaignReader
 from matris_flows.web.views.common import error_box, error_message
 
-COLOR_CHOICES = {"e_above_hull": "energy above the hull", "consensus": "consensus energy above the hull",
-                 "spread": "models' spread"}
+COLOR_CHOICES = {"e_above_hull": "energy above the hull", "campaign": "energy above the campaign hull",
+                 "consensus": "consensus energy above the hull", "spread": "models' spread"}
+CONSENSUS_CHOICES = ("consensus", "spread")
 
 
 def layout(reader: CampaignReader, chemsys: str | None = None) -> html.Div:
@@ -22,16 +23,16 @@ def layout(reader: CampaignReader, chemsys: str | None = None) -> html.Div:
         return html.Div([html.H2("Hull explorer"), html.P("No candidates with a drawable chemical system yet.", className="muted")])
     chosen = chemsys if chemsys in systems else systems[0]
     color = dcc.RadioItems(
-        id="hull-color", value="e_above_hull", inline=True,
-        options=[{"label": label, "value": value} for value, label in COLOR_CHOICES.items()],
-        style={} if reader.has_consensus else {"display": "none"},
+        id="hull-color", value="e_above_hull", inline=True, className="colours",
+        options=[{"label": label, "value": value} for value, label in COLOR_CHOICES.items()
+                 if value not in CONSENSUS_CHOICES or reader.has_consensus],
     )
     return html.Div([
         html.H2("Hull explorer"),
         html.Div(className="controls", children=[
             html.Label("chemical system", htmlFor="hull-chemsys"),
             dcc.Dropdown(id="hull-chemsys", options=systems, value=chosen, clearable=False, className="picker"),
-            html.Span("colour by ", className="muted") if reader.has_consensus else None,
+            html.Span("colour candidates by ", className="muted"),
             color,
         ]),
         html.P("Hover a point for its formula, id, energies and source; click a candidate to open its page.", className="muted"),

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from dash import Dash, Input, Output, State, ctx, dash_table, dcc, html
 
-from matris_flows.results.formatting import COLUMNS, CONSENSUS_COLUMNS, cell_text
+from matris_flows.results.formatting import COLUMNS, CONSENSUS_COLUMNS, cell_text, get_path
 from matris_flows.results.query import CandidateQuery
 from matris_flows.web.filters import FLAG_FILTERS, NUMBER_FILTERS, SOURCES, TEXT_FILTERS, build_query, params_of
 from matris_flows.web.reader import CampaignReader
@@ -153,8 +153,6 @@ def _sort_field(sort_by: list[dict] | None) -> str:
 
 
 def _row(doc: dict, columns: list[str]) -> dict:
-    from matris_flows.results.formatting import get_path
-
     row = {name: cell_text(get_path(doc, COLUMNS[name].path), COLUMNS[name].decimals) for name in columns}
     ident = doc["candidate_id"]
     row["candidate_id"] = f"[{ident}](/candidate/{ident})"
