@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from maggma.core import Store
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pymatgen.core import Composition, Element
 
 from matris_flows.core.chemsys import chemsys_of, elements_of
@@ -33,13 +33,10 @@ class QueryError(ValueError):
     """A candidate query that cannot be run (bad option or value); the message is one line."""
 
 
-def query_error(exc: Exception) -> QueryError:
-    """A :class:`QueryError` of one line naming the filter(s) at fault, from pydantic's (or a validator's) error."""
-    errors = getattr(exc, "errors", None)
-    if not callable(errors):
-        return QueryError(f"bad query: {exc}")
+def query_error(exc: ValidationError) -> QueryError:
+    """A :class:`QueryError` of one line naming the filter(s) at fault, from pydantic's error."""
     parts = []
-    for error in errors():
+    for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"]) or "query"
         parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
     return QueryError("bad query: " + "; ".join(parts))

@@ -70,7 +70,7 @@ def build_query(
         values["source"] = source
     try:
         return CandidateQuery(**values, sort=sort, skip=skip, limit=limit)
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
         raise query_error(exc) from None
 
 

@@ -31,7 +31,8 @@ class CampaignReader:
         self.stores = open_campaign_stores(self.directory)
         self.spec = self.stores.spec
         self.name = self.spec.name
-        self.stores.candidates.count(self.stores.scope())  # a damaged collection fails here, not on the first page
+        # a first query: an unreachable server (a MongoStore connects lazily) fails here, not on the first page
+        self.stores.candidates.count(self.stores.scope())
 
     def close(self) -> None:
         """Close the store's collections."""

@@ -134,7 +134,7 @@ def _bonds(structure: Structure, inside: list[tuple[str, np.ndarray, np.ndarray]
     radii = {s: _covalent_radius(s) for s in symbols}
     cutoff = BOND_TOLERANCE * 2 * max(radii.values())
     drawn = {tuple(np.round(frac, 3)) for _, frac, _ in inside}
-    pairs, outside = [], {}
+    pairs, outside, seen = [], {}, set()
     for symbol, _, xyz in inside:
         for neighbour in structure.get_sites_in_sphere(xyz, cutoff):
             other = neighbour.specie.symbol
@@ -143,6 +143,10 @@ def _bonds(structure: Structure, inside: list[tuple[str, np.ndarray, np.ndarray]
             distance = float(np.linalg.norm(neighbour.coords - xyz))
             if distance < 1e-3 or distance > BOND_TOLERANCE * (radii[symbol] + radii[other]):
                 continue
+            ends = frozenset((tuple(np.round(xyz, 3)), tuple(np.round(neighbour.coords, 3))))
+            if ends in seen:  # a bond between two drawn atoms is found from both ends: once is enough
+                continue
+            seen.add(ends)
             pairs.append((xyz, neighbour.coords))
             key = tuple(np.round(neighbour.frac_coords, 3))
             if key not in drawn:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import Dash, Input, Output, dcc, html, no_update
 
 from matris_flows.results.hull_plotly import hull_plotly
 from matris_flows.web.reader import CampaignReader
@@ -63,9 +63,8 @@ def register(app: Dash, reader: CampaignReader) -> None:
     def draw(chemsys: str, color_by: str):
         return body(reader, chemsys, color_by or "e_above_hull")
 
-    @app.callback(Output("hull-nav", "href"), Input("hull-graph", "clickData"), State("hull-chemsys", "value"),
-                  prevent_initial_call=True)
-    def open_candidate(click: dict | None, _chemsys: str):
+    @app.callback(Output("hull-nav", "href"), Input("hull-graph", "clickData"), prevent_initial_call=True)
+    def open_candidate(click: dict | None):
         points = (click or {}).get("points") or []
         ident = points[0].get("customdata") if points else None
         if not isinstance(ident, str):  # a reference phase or a line: nothing to open

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from dash import Dash, Input, Output, State, ctx, dash_table, dcc, html
+from dash import Dash, Input, Output, ctx, dash_table, dcc, html
 
 from matris_flows.results.formatting import COLUMNS, CONSENSUS_COLUMNS, cell_text, get_path
 from matris_flows.results.query import CandidateQuery
@@ -35,18 +35,29 @@ def columns_of(reader: CampaignReader) -> list[str]:
     return [*TABLE_COLUMNS[:at], *CONSENSUS_COLUMNS, *TABLE_COLUMNS[at:]]
 
 
+def number_filters(reader: CampaignReader) -> list[str]:
+    """This campaign's upper-bound filters (the spread only with a consensus stage): the page's controls and the callback's inputs."""
+    return [name for name in NUMBER_FILTERS if name != "max_consensus_spread" or reader.has_consensus]
+
+
+def flag_filters(reader: CampaignReader) -> list[str]:
+    """This campaign's yes/no filters ("stable by consensus" only with a consensus stage)."""
+    return [name for name in FLAG_FILTERS if name != "stable_consensus_only" or reader.has_consensus]
+
+
 def layout(reader: CampaignReader, initial: CandidateQuery | None = None) -> html.Div:
     """The page: filters (prefilled from ``initial``, e.g. the URL's), the table, the count and the download links."""
     initial = initial or CandidateQuery()
     texts = [_labelled(label, dcc.Input(id=f"filter-{name}", type="text", placeholder=label.split(" (")[-1].rstrip(")"),
                                         debounce=True, value=",".join(v) if isinstance(v := getattr(initial, name), list) else v))
              for name, label in TEXT_FILTERS.items()]
-    numbers = [_labelled(label, dcc.Input(id=f"filter-{name}", type="number", debounce=True, step="any", min=0,
-                                          value=getattr(initial, name)))
-               for name, label in NUMBER_FILTERS.items() if name != "max_consensus_spread" or reader.has_consensus]
-    flags = [name for name in FLAG_FILTERS if name != "stable_consensus_only" or reader.has_consensus]
+    numbers = [_labelled(NUMBER_FILTERS[name], dcc.Input(id=f"filter-{name}", type="number", debounce=True, step="any", min=0,
+                                                         value=getattr(initial, name)))
+               for name in number_filters(reader)]
+    flags = flag_filters(reader)
+    names = columns_of(reader)
     columns = [{"id": name, "name": COLUMNS[name].header, "presentation": "markdown" if name == "candidate_id" else "input"}
-               for name in columns_of(reader)]
+               for name in names]
     first = table_page(reader, lambda: initial, 0)  # the first page comes with the page: no second round trip
     return html.Div([
         html.H2("Candidates"),
@@ -74,7 +85,7 @@ def layout(reader: CampaignReader, initial: CandidateQuery | None = None) -> htm
             style_header={"fontWeight": "bold", "backgroundColor": "#f3f4f6"},
             css=[{"selector": ".dash-cell p", "rule": "margin: 0"}],  # markdown links sit on the row's line
             style_cell_conditional=[{"if": {"column_id": name}, "textAlign": "right"}
-                                    for name in columns_of(reader) if COLUMNS[name].decimals is not None],
+                                    for name in names if COLUMNS[name].decimals is not None],
         ),
     ])
 
@@ -91,23 +102,22 @@ def _sort_by(query: CandidateQuery) -> list[dict]:
 
 def register(app: Dash, reader: CampaignReader) -> None:
     """One callback: the filters, the page and the order in; the rows, the page count and the links out."""
-    inputs = [Input(f"filter-{name}", "value") for name in TEXT_FILTERS]
-    numbers = [name for name in NUMBER_FILTERS if name != "max_consensus_spread" or reader.has_consensus]
-    inputs += [Input(f"filter-{name}", "value") for name in numbers]
+    numbers = number_filters(reader)
+    inputs = [Input(f"filter-{name}", "value") for name in (*TEXT_FILTERS, *numbers)]
 
     @app.callback(
         Output("table", "data"), Output("table", "page_count"), Output("table-count", "children"),
         Output("download-csv", "href"), Output("download-json", "href"), Output("table-error", "children"),
         Output("table", "page_current"),
         *inputs, Input("filter-source", "value"), Input("filter-flags", "value"),
-        Input("table", "page_current"), Input("table", "sort_by"), State("table", "page_size"),
+        Input("table", "page_current"), Input("table", "sort_by"),
         prevent_initial_call=True,
     )
     def page(*values):
         texts = dict(zip(TEXT_FILTERS, values[: len(TEXT_FILTERS)], strict=True))
         rest = values[len(TEXT_FILTERS):]
         number_values = dict(zip(numbers, rest[: len(numbers)], strict=True))
-        source, flags, current, sort_by, _ = rest[len(numbers):]
+        source, flags, current, sort_by = rest[len(numbers):]
         if ctx.triggered_id != "table":  # new filters: back to the first page
             current = 0
         return table_page(reader, lambda: build_query(texts, number_values, flags or [], source, _sort_field(sort_by)), current)
